@@ -1,0 +1,1 @@
+"""Plant adapters: OPC UA, MQTT (twinmesh.adapters)."""

@@ -1,0 +1,8 @@
+"""twinmesh: federated industrial digital twins.
+
+The subpackages are the repository's top-level folders, linked in here so that
+everything installs under one namespace (see ARCHITECTURE.md, "Layout and names").
+"""
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

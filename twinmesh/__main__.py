@@ -1,0 +1,5 @@
+import sys
+
+from twinmesh.cli import main
+
+sys.exit(main())
