@@ -1,0 +1,336 @@
+"""Dots, version vectors, causal contexts and the hybrid logical clock.
+
+Theory of operation
+-------------------
+A *dot* ``(replica, n)`` names the n-th write made at ``replica``; dots are
+never reused, so a dot is the identity of one write everywhere.
+
+A *version vector* maps replica -> n and stands for the set of dots
+``{(r, 1..n)}``. Comparing two vectors answers happens-before: one is before
+the other if it is pointwise <= and not equal; neither before the other means
+the histories are concurrent (Fidge 1988; Mattern 1989).
+
+A *causal context* is an arbitrary set of dots kept compactly as a version
+vector plus a "dot cloud" of dots that are not (yet) contiguous — the
+representation of Almeida, Shoker & Baquero, "Delta state replicated data
+types" (JPDC 2018), section 5. It is kept canonical (every dot that extends
+the vector's contiguous prefix is folded into it), so equal sets of dots are
+equal objects and encode to equal bytes.
+
+The hybrid logical clock (Kulkarni et al., "Logical Physical Clocks", OPODIS
+2014) gives LWW registers a timestamp that stays close to wall time but never
+goes backwards at a replica and always exceeds every timestamp the replica has
+seen, so a skewed or stepped-back clock cannot make a later write lose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from ._errors import LocalProtocolError
+
+__all__ = [
+    "CausalContext",
+    "Dot",
+    "HybridClock",
+    "HybridTime",
+    "Order",
+    "VersionVector",
+]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Dot:
+    """The identity of one write: the ``counter``-th write made at ``replica``."""
+
+    replica: str
+    counter: int
+
+    def __post_init__(self) -> None:
+        if self.counter < 1:
+            raise LocalProtocolError(f"dot counters start at 1, got {self.counter}")
+
+    def __str__(self) -> str:
+        return f"{self.replica}:{self.counter}"
+
+
+class Order(str, Enum):
+    """How two version vectors (or the histories they summarise) relate."""
+
+    BEFORE = "before"
+    AFTER = "after"
+    EQUAL = "equal"
+    CONCURRENT = "concurrent"
+
+
+class VersionVector(Mapping[str, int]):
+    """An immutable replica -> counter map; absent replicas count as 0.
+
+    Zero entries are never stored, so equal vectors have equal items.
+    """
+
+    __slots__ = ("_entries", "_hash")
+
+    def __init__(self, entries: Mapping[str, int] | Iterable[tuple[str, int]] = ()) -> None:
+        items = entries.items() if isinstance(entries, Mapping) else entries
+        clean: dict[str, int] = {}
+        for replica, counter in items:
+            if counter < 0:
+                raise LocalProtocolError(f"version vector entry {replica}={counter} is negative")
+            if counter:
+                clean[replica] = counter
+        self._entries = clean
+        self._hash: int | None = None
+
+    # Mapping protocol -------------------------------------------------
+    def __getitem__(self, replica: str) -> int:
+        return self._entries.get(replica, 0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, replica: object) -> bool:
+        return replica in self._entries
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, VersionVector):
+            return self._entries == other._entries
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._entries.items()))
+        return self._hash
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{r}={n}" for r, n in sorted(self._entries.items()))
+        return f"VersionVector({inner})"
+
+    # Causality ---------------------------------------------------------
+    def contains(self, dot: Dot) -> bool:
+        """True if the write ``dot`` is in the history this vector summarises."""
+        return self._entries.get(dot.replica, 0) >= dot.counter
+
+    def compare(self, other: VersionVector) -> Order:
+        """Happens-before between the two summarised histories."""
+        le = all(n <= other[r] for r, n in self._entries.items())
+        ge = all(n <= self[r] for r, n in other._entries.items())
+        if le and ge:
+            return Order.EQUAL
+        if le:
+            return Order.BEFORE
+        if ge:
+            return Order.AFTER
+        return Order.CONCURRENT
+
+    def merge(self, other: VersionVector) -> VersionVector:
+        """Pointwise maximum: the union of both histories."""
+        merged = dict(self._entries)
+        for r, n in other._entries.items():
+            if n > merged.get(r, 0):
+                merged[r] = n
+        return VersionVector(merged)
+
+    def with_dot(self, dot: Dot) -> VersionVector:
+        """This vector advanced to include ``dot`` (which must be the next one)."""
+        if dot.counter != self[dot.replica] + 1:
+            raise LocalProtocolError(
+                f"dot {dot} does not follow {dot.replica}={self[dot.replica]}"
+            )
+        merged = dict(self._entries)
+        merged[dot.replica] = dot.counter
+        return VersionVector(merged)
+
+    def missing_from(self, other: VersionVector) -> dict[str, tuple[int, int]]:
+        """Per replica, the half-open counter range ``(have, want]`` that ``self``
+        lacks relative to ``other`` — what a peer must send us."""
+        return {
+            r: (self[r], n) for r, n in sorted(other._entries.items()) if n > self[r]
+        }
+
+    def total(self) -> int:
+        return sum(self._entries.values())
+
+    def items_sorted(self) -> list[tuple[str, int]]:
+        return sorted(self._entries.items())
+
+
+class CausalContext:
+    """A set of dots: a compact version vector plus a cloud of detached dots.
+
+    Mutable on purpose — it is the hot data structure of every causal join —
+    but every public CRDT operation copies before it mutates, so contexts held
+    by a delta are never changed underneath it.
+    """
+
+    __slots__ = ("_cloud", "_vv")
+
+    def __init__(
+        self, vv: Mapping[str, int] | None = None, cloud: Iterable[Dot] = ()
+    ) -> None:
+        self._vv: dict[str, int] = {r: n for r, n in (vv or {}).items() if n > 0}
+        self._cloud: set[Dot] = set()
+        for dot in cloud:
+            self.add(dot)
+
+    @classmethod
+    def of(cls, dots: Iterable[Dot]) -> CausalContext:
+        return cls(None, dots)
+
+    def copy(self) -> CausalContext:
+        new = CausalContext.__new__(CausalContext)
+        new._vv = dict(self._vv)
+        new._cloud = set(self._cloud)
+        return new
+
+    @property
+    def vv(self) -> VersionVector:
+        """The contiguous part, as a version vector."""
+        return VersionVector(self._vv)
+
+    @property
+    def cloud(self) -> frozenset[Dot]:
+        return frozenset(self._cloud)
+
+    def __contains__(self, dot: object) -> bool:
+        if not isinstance(dot, Dot):
+            return False
+        return self._vv.get(dot.replica, 0) >= dot.counter or dot in self._cloud
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CausalContext):
+            return self._vv == other._vv and self._cloud == other._cloud
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        vv = ", ".join(f"{r}={n}" for r, n in sorted(self._vv.items()))
+        cloud = ", ".join(str(d) for d in sorted(self._cloud))
+        return f"CausalContext(vv={{{vv}}}, cloud={{{cloud}}})"
+
+    def is_empty(self) -> bool:
+        return not self._vv and not self._cloud
+
+    def replicas(self) -> set[str]:
+        return set(self._vv) | {d.replica for d in self._cloud}
+
+    def add(self, dot: Dot) -> None:
+        """Insert one dot, folding the cloud into the vector where it becomes contiguous."""
+        have = self._vv.get(dot.replica, 0)
+        if dot.counter <= have:
+            return
+        if dot.counter == have + 1:
+            self._vv[dot.replica] = dot.counter
+            self._compact(dot.replica)
+        else:
+            self._cloud.add(dot)
+
+    def add_vv(self, vv: Mapping[str, int]) -> None:
+        """Insert every dot a version vector stands for."""
+        for r, n in vv.items():
+            if n > self._vv.get(r, 0):
+                self._vv[r] = n
+                self._compact(r)
+
+    def update(self, other: CausalContext) -> None:
+        """In-place union with ``other``."""
+        for r, n in other._vv.items():
+            if n > self._vv.get(r, 0):
+                self._vv[r] = n
+                self._compact(r)
+        for dot in other._cloud:
+            self.add(dot)
+
+    def union(self, other: CausalContext) -> CausalContext:
+        new = self.copy()
+        new.update(other)
+        return new
+
+    def _compact(self, replica: str) -> None:
+        if not self._cloud:
+            return
+        n = self._vv.get(replica, 0)
+        # Drop cloud dots now covered, then absorb any that have become contiguous.
+        stale = [d for d in self._cloud if d.replica == replica and d.counter <= n]
+        for d in stale:
+            self._cloud.discard(d)
+        while Dot(replica, n + 1) in self._cloud:
+            self._cloud.discard(Dot(replica, n + 1))
+            n += 1
+        if n:
+            self._vv[replica] = n
+
+    def issubset(self, other: CausalContext) -> bool:
+        """True if every dot of ``self`` is in ``other``."""
+        for r, n in self._vv.items():
+            have = other._vv.get(r, 0)
+            if have < n and any(
+                Dot(r, k) not in other._cloud for k in range(have + 1, n + 1)
+            ):
+                return False
+        return all(d in other for d in self._cloud)
+
+    def max_counter(self, replica: str) -> int:
+        """The greatest counter of ``replica`` in the set (vector or cloud)."""
+        best = self._vv.get(replica, 0)
+        for d in self._cloud:
+            if d.replica == replica and d.counter > best:
+                best = d.counter
+        return best
+
+    def vv_items(self) -> list[tuple[str, int]]:
+        return sorted(self._vv.items())
+
+    def cloud_sorted(self) -> list[Dot]:
+        return sorted(self._cloud)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class HybridTime:
+    """A hybrid logical timestamp: wall milliseconds, then a logical counter."""
+
+    wall_ms: int
+    logical: int = 0
+
+
+class HybridClock:
+    """The HLC algorithm of Kulkarni et al. (2014), figure 5, with ``now`` passed in."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self, last: HybridTime | None = None) -> None:
+        self._last = last or HybridTime(0, 0)
+
+    @property
+    def last(self) -> HybridTime:
+        return self._last
+
+    def tick(self, wall_ms: int) -> HybridTime:
+        """A timestamp for a local event at physical time ``wall_ms``."""
+        last = self._last
+        if wall_ms > last.wall_ms:
+            self._last = HybridTime(wall_ms, 0)
+        else:
+            self._last = HybridTime(last.wall_ms, last.logical + 1)
+        return self._last
+
+    def observe(self, remote: HybridTime, wall_ms: int) -> None:
+        """Advance past a timestamp received from another replica."""
+        last = self._last
+        wall = max(last.wall_ms, remote.wall_ms, wall_ms)
+        if wall == last.wall_ms and wall == remote.wall_ms:
+            logical = max(last.logical, remote.logical) + 1
+        elif wall == last.wall_ms:
+            logical = last.logical + 1
+        elif wall == remote.wall_ms:
+            logical = remote.logical + 1
+        else:
+            logical = 0
+        self._last = HybridTime(wall, logical)
+

@@ -1,0 +1,371 @@
+"""One replica's twin state: every entity it knows, and the mutators that turn
+a user's request into a delta.
+
+A mutator checks the request against the schema, builds the delta, joins it
+into this replica and returns it for gossip. ``apply`` joins a delta that came
+from elsewhere after checking it against the same rules; a delta that breaks
+them raises ``RemoteProtocolError`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._clocks import CausalContext, HybridClock, HybridTime
+from ._entity import FIELD_TYPES, Conflict, Entity, EntityHeader, FieldState, conflicts
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._mvregister import MVRegister
+from ._orset import ORSet
+from ._scalars import GrowOnlyLog, LWWRegister, PNCounter, SingleWriterRegister
+from ._schema import EntitySchema, FieldKind, check_plain_value
+from ._text import TextCrdt
+from ._values import canonical
+
+__all__ = ["Delta", "ReplicaState"]
+
+_SET_ELEMENT_TYPES = (str, int, bytes, bool)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delta:
+    """One write, as it travels: who made it, to what, and the field's delta state.
+
+    ``field is None`` creates the entity. ``state`` is never mutated once the
+    delta exists.
+    """
+
+    origin: str
+    author: str
+    entity: str
+    model: str
+    home: str
+    field: str | None = None
+    state: FieldState | None = None
+
+    @property
+    def header(self) -> EntityHeader:
+        return EntityHeader(id=self.entity, model=self.model, home=self.home)
+
+
+class ReplicaState:
+    """The entities one replica holds, keyed by id."""
+
+    __slots__ = ("clock", "entities", "replica", "schemas")
+
+    def __init__(
+        self,
+        replica: str,
+        schemas: Mapping[str, EntitySchema],
+        clock: HybridClock | None = None,
+    ) -> None:
+        if not replica:
+            raise LocalProtocolError("a replica needs a non-empty id")
+        self.replica = replica
+        self.schemas = schemas
+        self.entities: dict[str, Entity] = {}
+        self.clock = clock or HybridClock()
+
+    # Reading -----------------------------------------------------------
+    def entity(self, entity_id: str) -> Entity:
+        try:
+            return self.entities[entity_id]
+        except KeyError:
+            raise LocalProtocolError(f"no entity {entity_id!r}") from None
+
+    def __iter__(self) -> Iterator[Entity]:
+        return iter(self.entities[k] for k in sorted(self.entities))
+
+    def conflicts(self) -> list[Conflict]:
+        return [c for e in self for c in conflicts(e)]
+
+    def schema(self, model: str) -> EntitySchema:
+        try:
+            return self.schemas[model]
+        except KeyError:
+            raise LocalProtocolError(f"unknown model {model!r}") from None
+
+    # Local mutators ------------------------------------------------------
+    def create(self, entity_id: str, model: str, *, author: str) -> Delta:
+        """Create an entity whose home is this replica."""
+        if entity_id in self.entities:
+            raise LocalProtocolError(f"entity {entity_id!r} already exists")
+        if not entity_id or len(entity_id) > 256:
+            raise LocalProtocolError("entity ids are 1..256 characters")
+        self.schema(model)
+        delta = Delta(
+            origin=self.replica, author=author, entity=entity_id, model=model, home=self.replica
+        )
+        self._join(delta)
+        return delta
+
+    def _field_delta(self, entity: Entity, name: str, state: FieldState, author: str) -> Delta:
+        delta = Delta(
+            origin=self.replica,
+            author=author,
+            entity=entity.id,
+            model=entity.header.model,
+            home=entity.header.home,
+            field=name,
+            state=state,
+        )
+        self._join(delta)
+        return delta
+
+    def _prepare(self, entity_id: str, name: str, kind: FieldKind | tuple[FieldKind, ...]) -> Entity:
+        entity = self.entity(entity_id)
+        spec = entity.spec(name)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if spec.kind not in kinds:
+            raise LocalProtocolError(
+                f"{entity_id}.{name} is a {spec.kind.value} field; this operation needs "
+                + " or ".join(k.value for k in kinds)
+            )
+        return entity
+
+    def write(
+        self,
+        entity_id: str,
+        name: str,
+        value: Any,
+        *,
+        author: str,
+        now_ms: int,
+        context: CausalContext | None = None,
+    ) -> Delta:
+        """Set a register-like field (shared, reported, label) or replace a text.
+
+        ``context`` applies to shared fields: the context the writer read. A
+        stale context leaves the siblings it did not see in place — a conflict
+        rather than a silent overwrite. ``None`` means "overwrite what is here".
+        """
+        entity = self._prepare(
+            entity_id, name, (FieldKind.SHARED, FieldKind.REPORTED, FieldKind.LABEL, FieldKind.TEXT)
+        )
+        spec = entity.spec(name)
+        value = canonical(value)
+        spec.check_value(value, where=f"{entity_id}.{name}")
+        state = entity.field(name)
+        time = self.clock.tick(now_ms)
+        delta_state: FieldState
+        if isinstance(state, MVRegister):
+            if context is not None and not context.issubset(state.ctx):
+                raise LocalProtocolError(
+                    f"{entity_id}.{name}: the context {context!r} names writes this replica "
+                    "has not seen; read the field here before writing"
+                )
+            delta_state = state.write(
+                value, replica=self.replica, author=author, time=time, context=context
+            )
+        elif isinstance(state, SingleWriterRegister):
+            delta_state = state.write(
+                value, replica=self.replica, home=entity.header.home, time=time
+            )
+        elif isinstance(state, LWWRegister):
+            delta_state = state.write(value, replica=self.replica, time=time)
+        else:
+            assert isinstance(state, TextCrdt)
+            delta_state = state.replace(value, replica=self.replica)
+        return self._field_delta(entity, name, delta_state, author)
+
+    def resolve(
+        self,
+        entity_id: str,
+        name: str,
+        value: Any,
+        *,
+        covering: CausalContext,
+        author: str,
+        now_ms: int,
+    ) -> Delta:
+        """Settle a conflict: a write whose context must cover every sibling."""
+        entity = self._prepare(entity_id, name, FieldKind.SHARED)
+        state = entity.field(name)
+        assert isinstance(state, MVRegister)
+        missing = [s.dot for s in state.sorted_siblings() if s.dot not in covering]
+        if missing:
+            raise LocalProtocolError(
+                f"{entity_id}.{name}: the resolution does not cover sibling(s) "
+                + ", ".join(str(d) for d in missing)
+                + "; read the conflict again and resolve what it shows now"
+            )
+        return self.write(entity_id, name, value, author=author, now_ms=now_ms, context=covering)
+
+    def add(self, entity_id: str, name: str, element: Hashable, *, author: str) -> Delta:
+        entity = self._prepare(entity_id, name, FieldKind.SET)
+        _check_element(element, where=f"{entity_id}.{name}")
+        state = entity.field(name)
+        assert isinstance(state, ORSet)
+        return self._field_delta(entity, name, state.add(element, replica=self.replica), author)
+
+    def remove(self, entity_id: str, name: str, element: Hashable, *, author: str) -> Delta:
+        entity = self._prepare(entity_id, name, FieldKind.SET)
+        state = entity.field(name)
+        assert isinstance(state, ORSet)
+        return self._field_delta(entity, name, state.remove(element, replica=self.replica), author)
+
+    def increment(self, entity_id: str, name: str, amount: int, *, author: str) -> Delta:
+        entity = self._prepare(entity_id, name, FieldKind.COUNTER)
+        state = entity.field(name)
+        assert isinstance(state, PNCounter)
+        return self._field_delta(
+            entity, name, state.increment(amount, replica=self.replica), author
+        )
+
+    def edit_text(
+        self,
+        entity_id: str,
+        name: str,
+        *,
+        index: int,
+        delete: int = 0,
+        insert: str = "",
+        author: str,
+    ) -> Delta:
+        entity = self._prepare(entity_id, name, FieldKind.TEXT)
+        state = entity.field(name)
+        assert isinstance(state, TextCrdt)
+        delta_state = state.delete(index, delete, replica=self.replica) if delete else None
+        if delete and insert:
+            # One edit, one delta: apply the delete to a scratch copy, then insert.
+            assert delta_state is not None
+            scratch = state.join(delta_state)
+            delta_state = delta_state.join(scratch.insert(index, insert, replica=self.replica))
+        elif insert:
+            delta_state = state.insert(index, insert, replica=self.replica)
+        if delta_state is None:
+            raise LocalProtocolError("a text edit must delete or insert something")
+        return self._field_delta(entity, name, delta_state, author)
+
+    def append(self, entity_id: str, name: str, key: str, event: Any, *, author: str) -> Delta:
+        entity = self._prepare(entity_id, name, FieldKind.LOG)
+        if not isinstance(key, str) or not key or len(key) > 256:
+            raise LocalProtocolError("log event ids are strings of 1..256 characters")
+        event = canonical(event)
+        entity.spec(name).check_value(event, where=f"{entity_id}.{name}[{key}]")
+        state = entity.field(name)
+        assert isinstance(state, GrowOnlyLog)
+        return self._field_delta(entity, name, state.append(key, event), author)
+
+    # Joining ---------------------------------------------------------------
+    def apply(self, delta: Delta, *, now_ms: int | None = None) -> None:
+        """Join a delta made elsewhere; refuse it whole if it breaks a rule."""
+        self.check(delta)
+        self._join(delta)
+        if now_ms is not None and delta.state is not None:
+            seen = _hybrid_time_of(delta.state)
+            if seen is not None:
+                self.clock.observe(seen, now_ms)
+
+    def check(self, delta: Delta) -> None:
+        """Raise ``RemoteProtocolError`` if ``delta`` may not be joined here."""
+        where = f"delta from {delta.origin} for {delta.entity}"
+        schema = self.schemas.get(delta.model)
+        if schema is None:
+            raise RemoteProtocolError(f"{where}: unknown model {delta.model!r}")
+        existing = self.entities.get(delta.entity)
+        if existing is not None and existing.header != delta.header:
+            raise RemoteProtocolError(
+                f"{where}: entity is a {existing.header.model} at home {existing.header.home}, "
+                f"delta says {delta.model} at home {delta.home}"
+            )
+        if delta.field is None:
+            if delta.state is not None:
+                raise RemoteProtocolError(f"{where}: a creation carries no field state")
+            if delta.origin != delta.home:
+                raise RemoteProtocolError(
+                    f"{where}: only the home replica {delta.home} creates the entity"
+                )
+            return
+        spec = schema.fields.get(delta.field)
+        if spec is None:
+            raise RemoteProtocolError(f"{where}: model {delta.model} has no field {delta.field!r}")
+        state = delta.state
+        expected = FIELD_TYPES[spec.kind]
+        if type(state) is not expected:
+            raise RemoteProtocolError(
+                f"{where}.{delta.field}: a {spec.kind.value} field takes a {expected.__name__}"
+            )
+        fwhere = f"{where}.{delta.field}"
+        try:
+            if isinstance(state, MVRegister):
+                for sib in state.siblings.values():
+                    if sib.origin != delta.origin:
+                        raise RemoteProtocolError(
+                            f"{fwhere}: sibling {sib.dot} was not written by {delta.origin}"
+                        )
+                    spec.check_value(sib.value, where=fwhere)
+            elif isinstance(state, SingleWriterRegister):
+                if delta.origin != delta.home or state.writer != delta.home:
+                    raise RemoteProtocolError(
+                        f"{fwhere}: reported state is written only at home {delta.home}, "
+                        f"not at {delta.origin}"
+                    )
+                spec.check_value(state.value, where=fwhere)
+            elif isinstance(state, LWWRegister):
+                if state.replica != delta.origin:
+                    raise RemoteProtocolError(f"{fwhere}: label not written by {delta.origin}")
+                spec.check_value(state.value, where=fwhere)
+            elif isinstance(state, ORSet):
+                for element, dots in state.entries.items():
+                    _check_element(element, where=fwhere)
+                    if any(d.replica != delta.origin for d in dots):
+                        raise RemoteProtocolError(f"{fwhere}: set add not made by {delta.origin}")
+            elif isinstance(state, PNCounter):
+                if (set(state.pos) | set(state.neg)) - {delta.origin}:
+                    raise RemoteProtocolError(
+                        f"{fwhere}: counter delta touches totals of other replicas"
+                    )
+            elif isinstance(state, GrowOnlyLog):
+                for key, event in state.entries.items():
+                    spec.check_value(event, where=f"{fwhere}[{key}]")
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(exc.reason) from None
+
+    def _join(self, delta: Delta) -> None:
+        entity = self.entities.get(delta.entity)
+        if entity is None:
+            entity = Entity(delta.header, self.schemas[delta.model])
+            self.entities[delta.entity] = entity
+        if delta.field is not None and delta.state is not None:
+            entity.merge_field(delta.field, delta.state)
+
+    def merge(self, other: ReplicaState) -> None:
+        """In-place join with another replica's whole state (a snapshot)."""
+        for entity_id in sorted(other.entities):
+            theirs = other.entities[entity_id]
+            mine = self.entities.get(entity_id)
+            if mine is None:
+                self.entities[entity_id] = theirs.copy()
+            else:
+                mine.merge(theirs)
+
+    def copy(self, replica: str | None = None) -> ReplicaState:
+        new = ReplicaState(replica or self.replica, self.schemas, HybridClock(self.clock.last))
+        new.entities = {k: e.copy() for k, e in self.entities.items()}
+        return new
+
+    def join(self, other: ReplicaState) -> ReplicaState:
+        new = self.copy()
+        new.merge(other)
+        return new
+
+    def same_state(self, other: ReplicaState) -> bool:
+        return self.entities == other.entities
+
+
+def _check_element(element: Any, *, where: str) -> None:
+    if not isinstance(element, _SET_ELEMENT_TYPES):
+        raise LocalProtocolError(
+            f"{where}: set elements are strings, integers, booleans or bytes, not {element!r}"
+        )
+    check_plain_value(element, where=where)
+
+
+def _hybrid_time_of(state: FieldState) -> HybridTime | None:
+    if isinstance(state, MVRegister):
+        return max((s.time for s in state.siblings.values()), default=None)
+    if isinstance(state, LWWRegister | SingleWriterRegister):
+        return state.time
+    return None
