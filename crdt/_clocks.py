@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from ._errors import LocalProtocolError
 
@@ -56,7 +56,7 @@ class Dot:
         return f"{self.replica}:{self.counter}"
 
 
-class Order(str, Enum):
+class Order(StrEnum):
     """How two version vectors (or the histories they summarise) relate."""
 
     BEFORE = "before"
@@ -139,9 +139,7 @@ class VersionVector(Mapping[str, int]):
     def with_dot(self, dot: Dot) -> VersionVector:
         """This vector advanced to include ``dot`` (which must be the next one)."""
         if dot.counter != self[dot.replica] + 1:
-            raise LocalProtocolError(
-                f"dot {dot} does not follow {dot.replica}={self[dot.replica]}"
-            )
+            raise LocalProtocolError(f"dot {dot} does not follow {dot.replica}={self[dot.replica]}")
         merged = dict(self._entries)
         merged[dot.replica] = dot.counter
         return VersionVector(merged)
@@ -149,9 +147,7 @@ class VersionVector(Mapping[str, int]):
     def missing_from(self, other: VersionVector) -> dict[str, tuple[int, int]]:
         """Per replica, the half-open counter range ``(have, want]`` that ``self``
         lacks relative to ``other`` — what a peer must send us."""
-        return {
-            r: (self[r], n) for r, n in sorted(other._entries.items()) if n > self[r]
-        }
+        return {r: (self[r], n) for r, n in sorted(other._entries.items()) if n > self[r]}
 
     def total(self) -> int:
         return sum(self._entries.values())
@@ -170,9 +166,7 @@ class CausalContext:
 
     __slots__ = ("_cloud", "_vv")
 
-    def __init__(
-        self, vv: Mapping[str, int] | None = None, cloud: Iterable[Dot] = ()
-    ) -> None:
+    def __init__(self, vv: Mapping[str, int] | None = None, cloud: Iterable[Dot] = ()) -> None:
         self._vv: dict[str, int] = {r: n for r, n in (vv or {}).items() if n > 0}
         self._cloud: set[Dot] = set()
         for dot in cloud:
@@ -270,9 +264,7 @@ class CausalContext:
         """True if every dot of ``self`` is in ``other``."""
         for r, n in self._vv.items():
             have = other._vv.get(r, 0)
-            if have < n and any(
-                Dot(r, k) not in other._cloud for k in range(have + 1, n + 1)
-            ):
+            if have < n and any(Dot(r, k) not in other._cloud for k in range(have + 1, n + 1)):
                 return False
         return all(d in other for d in self._cloud)
 
@@ -333,4 +325,3 @@ class HybridClock:
         else:
             logical = 0
         self._last = HybridTime(wall, logical)
-

@@ -229,14 +229,14 @@ class _Reader:
         self.limits = limits
         self.strings = strings  # None: strings inline; else indices into the table
 
-    def list(self, obj: Any, where: str, *, length: int | None = None) -> list[Any]:
+    def array(self, obj: Any, where: str, *, length: int | None = None) -> list[Any]:
         if not isinstance(obj, list):
             raise _fail(f"{where}: expected an array, got {type(obj).__name__}")
         if length is not None and len(obj) != length:
             raise _fail(f"{where}: expected {length} items, got {len(obj)}")
         return obj
 
-    def int(self, obj: Any, where: str, *, lo: int = 0, hi: int = _U63) -> int:
+    def integer(self, obj: Any, where: str, *, lo: int = 0, hi: int = _U63) -> int:
         if not isinstance(obj, int) or isinstance(obj, bool):
             raise _fail(f"{where}: expected an integer, got {type(obj).__name__}")
         if not lo <= obj <= hi:
@@ -254,7 +254,7 @@ class _Reader:
         """A string, inline or as an index into the batch's string table."""
         if self.strings is None:
             return self.text(obj, where, allow_empty=allow_empty)
-        index = self.int(obj, where, hi=len(self.strings) - 1 if self.strings else -1)
+        index = self.integer(obj, where, hi=len(self.strings) - 1 if self.strings else -1)
         value = self.strings[index]
         if not value and not allow_empty:
             raise _fail(f"{where}: empty string")
@@ -270,13 +270,13 @@ class _Reader:
         return canonical(obj)
 
     def pairs(self, obj: Any, where: str) -> list[tuple[str, int]]:
-        flat = self.list(obj, where)
+        flat = self.array(obj, where)
         if len(flat) % 2:
             raise _fail(f"{where}: expected name/counter pairs, got {len(flat)} items")
         out = []
         for i in range(0, len(flat), 2):
             r = self.name(flat[i], f"{where}[{i}]")
-            n = self.int(flat[i + 1], f"{where}[{i + 1}]", lo=1)
+            n = self.integer(flat[i + 1], f"{where}[{i + 1}]", lo=1)
             out.append((r, n))
         return out
 
@@ -284,7 +284,7 @@ class _Reader:
         return [Dot(r, n) for r, n in self.pairs(obj, where)]
 
     def ctx(self, obj: Any, where: str) -> CausalContext:
-        vv_raw, cloud_raw = self.list(obj, where, length=2)
+        vv_raw, cloud_raw = self.array(obj, where, length=2)
         vv = self.pairs(vv_raw, f"{where}.vv")
         if len({r for r, _ in vv}) != len(vv):
             raise _fail(f"{where}.vv: a replica appears twice")
@@ -293,20 +293,21 @@ class _Reader:
 
     def time(self, wall: Any, logical: Any, where: str) -> HybridTime:
         return HybridTime(
-            self.int(wall, f"{where}.wall_ms"), self.int(logical, f"{where}.logical", hi=2**32)
+            self.integer(wall, f"{where}.wall_ms"),
+            self.integer(logical, f"{where}.logical", hi=2**32),
         )
 
 
 def _decode_field(r: _Reader, kind: FieldKind, obj: Any, where: str) -> FieldState:
     if kind is FieldKind.SHARED:
-        ctx_raw, sibs_raw = r.list(obj, where, length=2)
+        ctx_raw, sibs_raw = r.array(obj, where, length=2)
         ctx = r.ctx(ctx_raw, f"{where}.ctx")
         sibs: list[Sibling] = []
         seen: set[Dot] = set()
-        for i, raw in enumerate(r.list(sibs_raw, f"{where}.siblings")):
+        for i, raw in enumerate(r.array(sibs_raw, f"{where}.siblings")):
             w = f"{where}.siblings[{i}]"
-            rep, counter, value, author, wall, logical = r.list(raw, w, length=6)
-            dot = Dot(r.name(rep, f"{w}.replica"), r.int(counter, f"{w}.counter", lo=1))
+            rep, counter, value, author, wall, logical = r.array(raw, w, length=6)
+            dot = Dot(r.name(rep, f"{w}.replica"), r.integer(counter, f"{w}.counter", lo=1))
             if dot in seen:
                 raise _fail(f"{w}: duplicate sibling {dot}")
             if dot not in ctx:
@@ -322,13 +323,13 @@ def _decode_field(r: _Reader, kind: FieldKind, obj: Any, where: str) -> FieldSta
             )
         return MVRegister(sibs, ctx)
     if kind is FieldKind.REPORTED:
-        value, seq, writer, t = r.list(obj, where, length=4)
+        value, seq, writer, t = r.array(obj, where, length=4)
         if t is None:
             time = None
         else:
-            wall, logical = r.list(t, f"{where}.time", length=2)
+            wall, logical = r.array(t, f"{where}.time", length=2)
             time = r.time(wall, logical, where)
-        seq_n = r.int(seq, f"{where}.seq")
+        seq_n = r.integer(seq, f"{where}.seq")
         if (seq_n == 0) != (time is None):
             raise _fail(f"{where}: a written register has a time, an empty one has none")
         return SingleWriterRegister(
@@ -338,22 +339,22 @@ def _decode_field(r: _Reader, kind: FieldKind, obj: Any, where: str) -> FieldSta
             time,
         )
     if kind is FieldKind.LABEL:
-        items = r.list(obj, where)
+        items = r.array(obj, where)
         if not items:
             return LWWRegister()
-        value, wall, logical, replica = r.list(obj, where, length=4)
+        value, wall, logical, replica = r.array(obj, where, length=4)
         return LWWRegister(
             r.value(value, f"{where}.value"),
             r.time(wall, logical, where),
             r.name(replica, f"{where}.replica"),
         )
     if kind is FieldKind.SET:
-        ctx_raw, entries_raw = r.list(obj, where, length=2)
+        ctx_raw, entries_raw = r.array(obj, where, length=2)
         ctx = r.ctx(ctx_raw, f"{where}.ctx")
         entries: dict[Hashable, list[Dot]] = {}
-        for i, raw in enumerate(r.list(entries_raw, f"{where}.entries")):
+        for i, raw in enumerate(r.array(entries_raw, f"{where}.entries")):
             w = f"{where}.entries[{i}]"
-            element, dots_raw = r.list(raw, w, length=2)
+            element, dots_raw = r.array(raw, w, length=2)
             if not isinstance(element, str | int | bytes | bool):
                 raise _fail(f"{w}: set elements are strings, integers, booleans or bytes")
             element = r.value(element, f"{w}.element")
@@ -367,7 +368,7 @@ def _decode_field(r: _Reader, kind: FieldKind, obj: Any, where: str) -> FieldSta
             entries[element] = dots
         return ORSet(entries, ctx)
     if kind is FieldKind.COUNTER:
-        pos_raw, neg_raw = r.list(obj, where, length=2)
+        pos_raw, neg_raw = r.array(obj, where, length=2)
         pos = r.pairs(pos_raw, f"{where}.pos")
         neg = r.pairs(neg_raw, f"{where}.neg")
         if len(dict(pos)) != len(pos) or len(dict(neg)) != len(neg):
@@ -378,9 +379,9 @@ def _decode_field(r: _Reader, kind: FieldKind, obj: Any, where: str) -> FieldSta
             raise _fail(f"{where}: a text field is a binary Yrs update")
         return TextCrdt.checked(obj)
     log: dict[str, Any] = {}
-    for i, raw in enumerate(r.list(obj, where)):
+    for i, raw in enumerate(r.array(obj, where)):
         w = f"{where}[{i}]"
-        key, event = r.list(raw, w, length=2)
+        key, event = r.array(raw, w, length=2)
         key = r.text(key, f"{w}.key")
         if key in log:
             raise _fail(f"{w}: duplicate event id {key!r}")
@@ -389,12 +390,12 @@ def _decode_field(r: _Reader, kind: FieldKind, obj: Any, where: str) -> FieldSta
 
 
 def _kind(r: _Reader, code: Any, where: str) -> FieldKind:
-    n = r.int(code, where, hi=max(_KINDS_BY_CODE))
+    n = r.integer(code, where, hi=max(_KINDS_BY_CODE))
     return _KINDS_BY_CODE[n]
 
 
 def _check_header(top: Any, tag: str, r: _Reader) -> list[Any]:
-    items = r.list(top, "message")
+    items = r.array(top, "message")
     if len(items) < 2 or items[0] != tag:
         raise _fail(f"message: expected a {tag!r} message")
     if items[1] != FORMAT_VERSION:
@@ -416,9 +417,9 @@ def decode_state(
         if len(items) != 3:
             raise _fail("message: a state has 3 parts")
         state = ReplicaState(replica, schemas)
-        for i, raw in enumerate(r.list(items[2], "entities")):
+        for i, raw in enumerate(r.array(items[2], "entities")):
             w = f"entities[{i}]"
-            eid, model, home, fields_raw = r.list(raw, w, length=4)
+            eid, model, home, fields_raw = r.array(raw, w, length=4)
             header = EntityHeader(
                 id=r.text(eid, f"{w}.id"),
                 model=r.text(model, f"{w}.model"),
@@ -430,9 +431,9 @@ def decode_state(
             if schema is None:
                 raise _fail(f"{w}: unknown model {header.model!r}")
             entity = Entity(header, schema)
-            for j, fraw in enumerate(r.list(fields_raw, f"{w}.fields")):
+            for j, fraw in enumerate(r.array(fields_raw, f"{w}.fields")):
                 fw = f"{w}.fields[{j}]"
-                name, code, payload = r.list(fraw, fw, length=3)
+                name, code, payload = r.array(fraw, fw, length=3)
                 name = r.text(name, f"{fw}.name")
                 kind = _kind(r, code, f"{fw}.kind")
                 spec = schema.fields.get(name)
@@ -449,9 +450,7 @@ def decode_state(
         raise _fail(f"state does not decode: {exc}") from None
 
 
-def decode_deltas(
-    data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS
-) -> list[Delta]:
+def decode_deltas(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> list[Delta]:
     """Rebuild a batch from :func:`encode_deltas` bytes, checking everything.
 
     This checks form, not rules: whether a delta may be joined (its model and
@@ -464,13 +463,13 @@ def decode_deltas(
             raise _fail("message: a delta batch has 4 parts")
         strings = [
             r0.text(x, f"strings[{i}]", allow_empty=True)
-            for i, x in enumerate(r0.list(items[2], "strings"))
+            for i, x in enumerate(r0.array(items[2], "strings"))
         ]
         r = _Reader(limits, strings)
         out: list[Delta] = []
-        for i, raw in enumerate(r.list(items[3], "deltas")):
+        for i, raw in enumerate(r.array(items[3], "deltas")):
             w = f"deltas[{i}]"
-            row = r.list(raw, w)
+            row = r.array(raw, w)
             if len(row) not in (5, 8):
                 raise _fail(f"{w}: expected 5 or 8 items, got {len(row)}")
             origin = r.name(row[0], f"{w}.origin")

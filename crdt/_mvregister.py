@@ -53,9 +53,7 @@ class MVRegister:
 
     __slots__ = ("ctx", "siblings")
 
-    def __init__(
-        self, siblings: Iterable[Sibling] = (), ctx: CausalContext | None = None
-    ) -> None:
+    def __init__(self, siblings: Iterable[Sibling] = (), ctx: CausalContext | None = None) -> None:
         self.siblings: dict[Dot, Sibling] = {s.dot: s for s in siblings}
         self.ctx = ctx if ctx is not None else CausalContext.of(self.siblings)
         for dot in self.siblings:

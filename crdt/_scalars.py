@@ -194,9 +194,9 @@ class GrowOnlyLog:
     def merge(self, other: GrowOnlyLog) -> None:
         mine = self.entries
         for key, event in other.entries.items():
-            if key not in mine:
-                mine[key] = event
-            elif mine[key] != event and value_bytes(event) < value_bytes(mine[key]):
+            # Compare encodings, not values: 1 == 1.0 == True in Python, yet
+            # they encode differently, and the digest must not depend on order.
+            if key not in mine or value_bytes(event) < value_bytes(mine[key]):
                 mine[key] = event
 
     def join(self, other: GrowOnlyLog) -> GrowOnlyLog:

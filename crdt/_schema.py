@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from ._errors import LocalProtocolError
@@ -33,7 +33,7 @@ MAX_VALUE_BYTES = 64 * 1024
 _MAX_VALUE_DEPTH = 8
 
 
-class FieldKind(str, Enum):
+class FieldKind(StrEnum):
     """The CRDT behind a field (the table in ARCHITECTURE.md)."""
 
     SHARED = "shared"  # multi-value register over dotted version vectors; conflicts reviewed
@@ -45,7 +45,7 @@ class FieldKind(str, Enum):
     LOG = "log"  # grow-only log keyed by event id
 
 
-class Policy(str, Enum):
+class Policy(StrEnum):
     """How a shared field picks its *provisional* value while siblings await review."""
 
     LATEST = "latest"  # greatest hybrid timestamp
@@ -56,7 +56,7 @@ class Policy(str, Enum):
     STRICTER = "stricter"  # most conservative value by the field's strictness order
 
 
-class ValueType(str, Enum):
+class ValueType(StrEnum):
     """Value types a field may hold. ``ANY`` is any plain msgpack-able value."""
 
     STRING = "string"

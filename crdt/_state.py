@@ -113,7 +113,9 @@ class ReplicaState:
         self._join(delta)
         return delta
 
-    def _prepare(self, entity_id: str, name: str, kind: FieldKind | tuple[FieldKind, ...]) -> Entity:
+    def _prepare(
+        self, entity_id: str, name: str, kind: FieldKind | tuple[FieldKind, ...]
+    ) -> Entity:
         entity = self.entity(entity_id)
         spec = entity.spec(name)
         kinds = kind if isinstance(kind, tuple) else (kind,)

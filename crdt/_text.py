@@ -16,6 +16,7 @@ id, so the same replica always continues its own sequence.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pycrdt
 
@@ -38,12 +39,12 @@ class TextCrdt:
 
     def __init__(self, update: bytes = b"") -> None:
         self._update = update or _EMPTY
-        self._doc: pycrdt.Doc | None = None  # built lazily from _update
+        self._doc: pycrdt.Doc[Any] | None = None  # built lazily from _update
 
     @classmethod
     def checked(cls, update: bytes) -> TextCrdt:
         """Build from untrusted bytes: the update must apply to an empty document."""
-        doc = pycrdt.Doc()
+        doc: pycrdt.Doc[Any] = pycrdt.Doc()
         doc.get(_ROOT, type=pycrdt.Text)
         try:
             doc.apply_update(update)
@@ -56,8 +57,10 @@ class TextCrdt:
         """The whole document as one canonical Yrs v1 update."""
         return self._update
 
-    def _document(self, client_id: int | None = None) -> pycrdt.Doc:
-        doc = pycrdt.Doc(client_id=client_id) if client_id is not None else pycrdt.Doc()
+    def _document(self, client_id: int | None = None) -> pycrdt.Doc[Any]:
+        doc: pycrdt.Doc[Any] = (
+            pycrdt.Doc(client_id=client_id) if client_id is not None else pycrdt.Doc()
+        )
         doc.get(_ROOT, type=pycrdt.Text)
         if self._update:
             doc.apply_update(self._update)

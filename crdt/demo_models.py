@@ -28,7 +28,9 @@ PUMP = EntitySchema(
             enum_values=("in-service", "degraded", "out-of-service"),
             policy=Policy.STRICTER,
         ),
-        "owner": FieldSpec(kind=FieldKind.SHARED, value_type=ValueType.STRING, policy=Policy.HOME_WINS),
+        "owner": FieldSpec(
+            kind=FieldKind.SHARED, value_type=ValueType.STRING, policy=Policy.HOME_WINS
+        ),
         "serial": FieldSpec(kind=FieldKind.REPORTED, value_type=ValueType.STRING),
         "label": FieldSpec(kind=FieldKind.LABEL, value_type=ValueType.STRING),
         "tags": FieldSpec(kind=FieldKind.SET),

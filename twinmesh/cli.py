@@ -16,10 +16,7 @@ from collections.abc import Sequence
 from twinmesh import __version__
 
 # (module, group name) — the module has ``register(subparsers) -> None``.
-_GROUPS: tuple[str, ...] = (
-    "twinmesh.crdt.cli",
-    "twinmesh.bench_cli",
-)
+_GROUPS: tuple[str, ...] = ("twinmesh.crdt.cli",)
 
 
 def build_parser() -> argparse.ArgumentParser:
