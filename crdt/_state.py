@@ -260,6 +260,27 @@ class ReplicaState:
             if seen is not None:
                 self.clock.observe(seen, now_ms)
 
+    def apply_many(self, deltas: list[Delta], *, now_ms: int | None = None) -> None:
+        """Join a batch atomically: every delta is checked before any is joined,
+        so a batch with one bad delta changes nothing."""
+        headers: dict[str, EntityHeader] = {}
+        for delta in deltas:
+            self.check(delta)
+            first = headers.setdefault(delta.entity, delta.header)
+            if first != delta.header:
+                raise RemoteProtocolError(
+                    f"batch gives entity {delta.entity} two headers: {first} and {delta.header}"
+                )
+        latest: HybridTime | None = None
+        for delta in deltas:
+            self._join(delta)
+            if delta.state is not None:
+                seen = _hybrid_time_of(delta.state)
+                if seen is not None and (latest is None or seen > latest):
+                    latest = seen
+        if now_ms is not None and latest is not None:
+            self.clock.observe(latest, now_ms)
+
     def check(self, delta: Delta) -> None:
         """Raise ``RemoteProtocolError`` if ``delta`` may not be joined here."""
         where = f"delta from {delta.origin} for {delta.entity}"

@@ -1,0 +1,568 @@
+"""The sans-IO anti-entropy engine: one per replica.
+
+Theory of operation
+-------------------
+Delta-state anti-entropy, push-pull (Almeida, Shoker & Baquero, "Delta state
+replicated data types", JPDC 2018, §6; the digest exchange of Demers et al.,
+"Epidemic algorithms for replicated database maintenance", PODC 1987):
+
+1. Every gossip interval (with jitter) the engine picks ``fanout`` peers at
+   random from a seeded RNG, skipping peers that failed recently (exponential
+   back-off), and sends each a ``Digest`` — its version vector.
+2. A peer answers with ``Deltas``: the signed batches we lack, per origin in
+   origin order, plus its own vector.
+3. We answer with the batches it lacks. Batches are relayed verbatim, so a
+   write reaches every replica transitively with its origin's signature.
+
+Every replica applies an origin's deltas in sequence without gaps, so a
+replica's applied set is exactly its version vector. A batch is refused —
+with a reason, counted, never applied — if its origin is unknown, its
+signature is bad, its unsigned claim is wider than what was signed (an
+inflated version vector), it leaves a gap, or any delta in it breaks the
+model's rules. A refused batch is simply asked for again later.
+
+Backlogs travel in chunks under ``max_message_bytes``; ``more`` asks the
+receiver to continue at once rather than wait for the next round.
+
+Compaction: once every live member is known to hold an origin's deltas up to
+``h``, batches wholly below ``h`` are dropped (the state itself is the
+snapshot). A member silent for longer than ``evict_after`` stops holding the
+horizon back; when it returns and asks for something below the horizon, it
+receives a ``Snapshot`` of the whole state and continues from there.
+
+IO-free, in the style of aioquic: ``receive(data, now)``,
+``messages_to_send()``, ``next_timer()``, ``handle_timer(now)``. Time is a
+float in seconds supplied by the caller; randomness is the ``random.Random``
+given at construction.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from twinmesh.crdt import (
+    Delta,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ReplicaState,
+    VersionVector,
+    decode_deltas,
+    decode_state,
+    encode_deltas,
+    encode_state,
+)
+
+from ._identity import Identity, MemberCredential, verify_signature
+from ._messages import (
+    Deltas,
+    Digest,
+    MemberInfo,
+    Message,
+    SignedBatch,
+    Snapshot,
+    decode_message,
+    encode_message,
+    open_batch,
+    seal_batch_bytes,
+)
+
+__all__ = [
+    "BatchRefused",
+    "DeltasApplied",
+    "EngineMetrics",
+    "Event",
+    "MemberJoined",
+    "Outgoing",
+    "SnapshotApplied",
+    "SyncConfig",
+    "SyncEngine",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncConfig:
+    gossip_interval: float = 1.0  # seconds between rounds
+    jitter: float = 0.1  # a round starts within ±10 % of the interval
+    fanout: int = 2
+    max_message_bytes: int = 512 * 1024  # Akka's gossip overflowed 512 kB frames; we chunk below
+    max_batch_deltas: int = 1000
+    max_batch_bytes: int = 128 * 1024
+    reply_timeout: float = 3.0  # no answer to a digest by then: the peer failed
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    evict_after: float = 24 * 3600.0  # silent longer: no longer holds compaction back
+    compact: bool = True
+
+    def __post_init__(self) -> None:
+        if self.gossip_interval <= 0 or self.fanout < 1 or self.max_batch_deltas < 1:
+            raise LocalProtocolError("gossip_interval, fanout and max_batch_deltas must be > 0")
+        if not 0 <= self.jitter < 1:
+            raise LocalProtocolError("jitter is a fraction in [0, 1)")
+
+
+# ------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeltasApplied:
+    sender: str
+    origin: str
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchRefused:
+    sender: str
+    origin: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotApplied:
+    sender: str
+    vv: VersionVector
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberJoined:
+    replica: str
+    address: str
+
+
+Event = DeltasApplied | BatchRefused | SnapshotApplied | MemberJoined
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    peer: str
+    address: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class EngineMetrics:
+    rounds: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    deltas_sent: int = 0
+    deltas_received: int = 0  # applied
+    deltas_duplicate: int = 0
+    deltas_refused: int = 0
+    snapshots_sent: int = 0
+    snapshots_received: int = 0
+    refusals: Counter[str] = field(default_factory=Counter)  # by reason class
+
+
+@dataclass(slots=True)
+class _Member:
+    credential: MemberCredential
+    address: str
+    last_contact: float | None = None  # our clock; None: never heard from
+    known_vv: VersionVector = field(default_factory=VersionVector)
+    failures: int = 0
+    backoff_until: float = 0.0
+    awaiting_since: float | None = None  # a digest we sent is unanswered
+
+
+class SyncEngine:
+    """Anti-entropy for one replica; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        state: ReplicaState,
+        fleet_public_key: bytes,
+        seeds: Iterable[MemberInfo] = (),
+        address: str = "",
+        config: SyncConfig | None = None,
+        rng: random.Random,
+        now: float,
+    ) -> None:
+        if state.replica != identity.replica:
+            raise LocalProtocolError(
+                f"state belongs to {state.replica}, identity is {identity.replica}"
+            )
+        if not identity.credential.verify(fleet_public_key):
+            raise LocalProtocolError("our own credential is not signed by the fleet key")
+        self.identity = identity
+        self.replica = identity.replica
+        self.state = state
+        self.fleet_public_key = fleet_public_key
+        self.address = address
+        self.config = config or SyncConfig()
+        self.rng = rng
+        self.metrics = EngineMetrics()
+        self.vv = VersionVector()
+        self.log: dict[str, list[SignedBatch]] = {}
+        self.floor: dict[str, int] = {}  # deltas <= floor are only in snapshots
+        self._unsealed: list[Delta] = []
+        self._outbox: list[Outgoing] = []
+        self.members: dict[str, _Member] = {
+            self.replica: _Member(credential=identity.credential, address=address)
+        }
+        for info in seeds:
+            self._learn_member(info, now)
+        self._next_round = now + self._interval()
+
+    # ---------------------------------------------------------------- local
+
+    def commit(self, delta: Delta) -> int:
+        """Record a delta this replica made (already joined into ``state``);
+        returns its sequence number, the n of its replica-level dot."""
+        if delta.origin != self.replica:
+            raise LocalProtocolError(f"{self.replica} cannot commit a delta made at {delta.origin}")
+        seq = self.vv[self.replica] + 1
+        self.vv = VersionVector({**dict(self.vv), self.replica: seq})
+        self._unsealed.append(delta)
+        return seq
+
+    def _seal(self) -> None:
+        """Sign our uncommitted-to-the-log deltas into batches."""
+        pending = self._unsealed
+        if not pending:
+            return
+        self._unsealed = []
+        first = self.vv[self.replica] - len(pending) + 1
+        start = 0
+        while start < len(pending):
+            end = min(start + self.config.max_batch_deltas, len(pending))
+            payload = encode_deltas(pending[start:end])
+            while len(payload) > self.config.max_batch_bytes and end - start > 1:
+                end = start + (end - start) // 2
+                payload = encode_deltas(pending[start:end])
+            batch_first = first + start
+            blob = seal_batch_bytes(self.replica, batch_first, end - start, payload)
+            self.log.setdefault(self.replica, []).append(
+                SignedBatch(
+                    origin=self.replica,
+                    first=batch_first,
+                    last=batch_first + (end - start) - 1,
+                    blob=blob,
+                    signature=self.identity.sign(blob),
+                )
+            )
+            start = end
+
+    # ---------------------------------------------------------------- timers
+
+    def _interval(self) -> float:
+        c = self.config
+        return c.gossip_interval * (1 + c.jitter * (2 * self.rng.random() - 1))
+
+    def next_timer(self) -> float:
+        return self._next_round
+
+    def handle_timer(self, now: float) -> None:
+        if now < self._next_round:
+            return
+        self._next_round = now + self._interval()
+        self.metrics.rounds += 1
+        for member in self.members.values():
+            if (
+                member.awaiting_since is not None
+                and now - member.awaiting_since >= self.config.reply_timeout
+            ):
+                self._failed(member, now)
+        if self.config.compact:
+            self._compact(now)
+        for peer in self._pick_peers(now):
+            self.members[peer].awaiting_since = now
+            self._send(peer, self._digest())
+
+    def _pick_peers(self, now: float) -> list[str]:
+        candidates = sorted(
+            r
+            for r, m in self.members.items()
+            if r != self.replica and m.backoff_until <= now and m.awaiting_since is None
+        )
+        k = min(self.config.fanout, len(candidates))
+        return self.rng.sample(candidates, k) if k else []
+
+    def _failed(self, member: _Member, now: float) -> None:
+        member.awaiting_since = None
+        member.failures += 1
+        delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (member.failures - 1))
+        member.backoff_until = now + delay * (0.5 + 0.5 * self.rng.random())
+
+    def peer_unreachable(self, peer: str, now: float) -> None:
+        """The transport could not deliver to ``peer`` (connect failed, timeout)."""
+        member = self.members.get(peer)
+        if member is not None:
+            self._failed(member, now)
+
+    def restart(self, now: float) -> None:
+        """Forget everything volatile (what a crash loses); durable state stays:
+        the replica state, version vector, logs, sealed and unsealed deltas
+        and the membership list."""
+        self._outbox.clear()
+        for member in self.members.values():
+            member.awaiting_since = None
+            member.failures = 0
+            member.backoff_until = 0.0
+        self._next_round = now + self._interval()
+
+    # ---------------------------------------------------------------- output
+
+    def messages_to_send(self) -> list[Outgoing]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def _send(self, peer: str, message: Message) -> None:
+        data = encode_message(message)
+        self.metrics.messages_sent += 1
+        self.metrics.bytes_sent += len(data)
+        self._outbox.append(Outgoing(peer=peer, address=self.members[peer].address, data=data))
+
+    def _member_infos(self) -> tuple[MemberInfo, ...]:
+        return tuple(
+            MemberInfo(
+                credential=m.credential,
+                address=m.address,
+                last_contact=m.last_contact if m.last_contact is not None else -1.0,
+            )
+            for _, m in sorted(self.members.items())
+        )
+
+    def _digest(self) -> Digest:
+        return Digest(sender=self.replica, vv=self.vv, members=self._member_infos())
+
+    def _missing_for(self, theirs: VersionVector, *, with_digest: bool) -> Message | None:
+        """What a peer whose vector is ``theirs`` lacks: deltas, or a snapshot."""
+        self._seal()
+        digest = self.vv if with_digest else None
+        lacking = {o: n for o, n in self.vv.items() if n > theirs[o]}
+        if any(theirs[o] < self.floor.get(o, 0) for o in lacking):
+            self.metrics.snapshots_sent += 1
+            return Snapshot(
+                sender=self.replica, vv=self.vv, state=encode_state(self.state), digest=digest
+            )
+        budget = self.config.max_message_bytes - 1024
+        chosen: list[SignedBatch] = []
+        more = False
+        for origin in sorted(lacking):
+            have = theirs[origin]
+            for batch in self.log.get(origin, ()):
+                if batch.last <= have:
+                    continue
+                size = len(batch.blob) + 128
+                if size > budget and chosen:
+                    more = True
+                    break
+                chosen.append(batch)
+                budget -= size
+            if more:
+                break
+        if not chosen and not with_digest:
+            return None
+        self.metrics.deltas_sent += sum(b.last - max(b.first - 1, theirs[b.origin]) for b in chosen)
+        return Deltas(sender=self.replica, batches=tuple(chosen), digest=digest, more=more)
+
+    # ---------------------------------------------------------------- input
+
+    def receive(self, data: bytes, *, now: float, peer: str | None = None) -> list[Event]:
+        """Handle one message. Malformed input raises ``RemoteProtocolError``
+        (counted, nothing changed); refused batches inside a well-formed
+        message are reported as ``BatchRefused`` events while the rest apply."""
+        self.metrics.messages_received += 1
+        self.metrics.bytes_received += len(data)
+        try:
+            message = decode_message(data, max_bytes=self.config.max_message_bytes * 2 + 65536)
+            if peer is not None and message.sender != peer:
+                raise RemoteProtocolError(
+                    f"message claims to be from {message.sender} but arrived from {peer}"
+                )
+            events: list[Event] = []
+            if isinstance(message, Digest):
+                events += self._learn_members(message.members, now)
+            if message.sender not in self.members:
+                raise RemoteProtocolError(f"{message.sender} is not a member of this fleet")
+            if message.sender == self.replica:
+                raise RemoteProtocolError("message claims to come from ourselves")
+        except RemoteProtocolError as exc:
+            self._refuse("malformed-message", exc.reason)
+            raise
+        member = self.members[message.sender]
+        member.last_contact = now
+        member.failures = 0
+        member.backoff_until = 0.0
+        if isinstance(message, Digest):
+            member.known_vv = member.known_vv.merge(message.vv)
+            reply = self._missing_for(message.vv, with_digest=True)
+            if reply is not None:
+                self._send(message.sender, reply)
+            return events
+        member.awaiting_since = None
+        if isinstance(message, Snapshot):
+            events += self._apply_snapshot(message, now)
+        else:
+            events += self._apply_batches(message.sender, message.batches, now)
+        if message.digest is not None:
+            member.known_vv = member.known_vv.merge(message.digest)
+            reply = self._missing_for(message.digest, with_digest=False)
+            if reply is not None:
+                self._send(message.sender, reply)
+        if isinstance(message, Deltas) and message.more:
+            member.awaiting_since = now
+            self._send(message.sender, self._digest())
+        return events
+
+    def _refuse(self, kind: str, reason: str) -> None:
+        self.metrics.refusals[kind] += 1
+
+    def _learn_members(self, infos: Sequence[MemberInfo], now: float) -> list[Event]:
+        events: list[Event] = []
+        for info in infos:
+            event = self._learn_member(info, now)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _learn_member(self, info: MemberInfo, now: float) -> MemberJoined | None:
+        cred = info.credential
+        known = self.members.get(cred.replica)
+        if known is not None:
+            if known.credential != cred:
+                self._refuse("member-key-mismatch", f"{cred.replica} presents a different key")
+            elif info.address and cred.replica != self.replica and not known.address:
+                known.address = info.address
+            return None
+        if not cred.verify(self.fleet_public_key):
+            self._refuse(
+                "member-not-vouched", f"{cred.replica} is not vouched for by the fleet key"
+            )
+            return None
+        self.members[cred.replica] = _Member(credential=cred, address=info.address)
+        return MemberJoined(replica=cred.replica, address=info.address)
+
+    def _apply_batches(
+        self, sender: str, batches: Sequence[SignedBatch], now: float
+    ) -> list[Event]:
+        events: list[Event] = []
+        for batch in batches:
+            try:
+                applied = self._apply_batch(batch, now)
+            except RemoteProtocolError as exc:
+                kind = exc.reason.split(":", 1)[0]
+                self._refuse(kind, exc.reason)
+                self.metrics.deltas_refused += batch.count
+                events.append(BatchRefused(sender=sender, origin=batch.origin, reason=exc.reason))
+                continue
+            if applied is not None:
+                events.append(
+                    DeltasApplied(
+                        sender=sender, origin=batch.origin, first=applied[0], last=applied[1]
+                    )
+                )
+        return events
+
+    def _apply_batch(self, batch: SignedBatch, now: float) -> tuple[int, int] | None:
+        member = self.members.get(batch.origin)
+        if member is None:
+            raise RemoteProtocolError(f"unknown-origin: {batch.origin} is not a member")
+        if not verify_signature(member.credential.public_key, batch.signature, batch.blob):
+            raise RemoteProtocolError(
+                f"bad-signature: batch {batch.origin}:{batch.first}..{batch.last}"
+            )
+        origin, first, count, payload = open_batch(batch.blob)
+        if origin != batch.origin or first != batch.first or first + count - 1 != batch.last:
+            raise RemoteProtocolError(
+                f"inflated-claim: batch claims {batch.origin}:{batch.first}..{batch.last}, "
+                f"{origin} signed {origin}:{first}..{first + count - 1}"
+            )
+        have = self.vv[origin]
+        if batch.last <= have:
+            self.metrics.deltas_duplicate += batch.count
+            return None
+        if batch.first > have + 1:
+            raise RemoteProtocolError(
+                f"sequence-gap: we have {origin} up to {have}, batch starts at {batch.first}"
+            )
+        deltas = decode_deltas(payload)
+        if len(deltas) != count:
+            raise RemoteProtocolError(
+                f"malformed-batch: signed {count} deltas, holds {len(deltas)}"
+            )
+        for d in deltas:
+            if d.origin != origin:
+                raise RemoteProtocolError(
+                    f"wrong-origin: batch of {origin} holds a delta of {d.origin}"
+                )
+        fresh = deltas[have + 1 - first :]
+        try:
+            self.state.apply_many(fresh, now_ms=int(now * 1000))
+        except RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"invalid-delta: {exc.reason}") from None
+        self.metrics.deltas_duplicate += len(deltas) - len(fresh)
+        self.metrics.deltas_received += len(fresh)
+        self.vv = VersionVector({**dict(self.vv), origin: batch.last})
+        self.log.setdefault(origin, []).append(batch)
+        return (have + 1, batch.last)
+
+    def _apply_snapshot(self, message: Snapshot, now: float) -> list[Event]:
+        snap = decode_state(message.state, replica=self.replica, schemas=self.state.schemas)
+        # A snapshot is vouched for only by the peer that sent it (it merges many
+        # origins and cannot carry their signatures); we accept it only from
+        # members, and only for origins it is ahead on.
+        self.state.merge(snap)
+        self.metrics.snapshots_received += 1
+        self.vv = self.vv.merge(message.vv)
+        for origin, n in message.vv.items():
+            if n > self.floor.get(origin, 0):
+                self.floor[origin] = n
+                self.log[origin] = [b for b in self.log.get(origin, []) if b.last > n]
+        return [SnapshotApplied(sender=message.sender, vv=message.vv)]
+
+    # ---------------------------------------------------------------- compaction
+
+    def horizon(self, now: float) -> VersionVector:
+        """Per origin, what every live member is known to hold."""
+        live = [
+            m
+            for r, m in self.members.items()
+            if r != self.replica
+            and not (m.last_contact is not None and now - m.last_contact > self.config.evict_after)
+            and not (m.last_contact is None and now > self.config.evict_after)
+        ]
+        entries = {}
+        for origin, n in self.vv.items():
+            entries[origin] = min([n, *(m.known_vv[origin] for m in live)])
+        return VersionVector(entries)
+
+    def _compact(self, now: float) -> None:
+        self._seal()
+        for origin, h in self.horizon(now).items():
+            batches = self.log.get(origin)
+            if not batches:
+                continue
+            keep = [b for b in batches if b.last > h]
+            if len(keep) != len(batches):
+                dropped = max(b.last for b in batches if b.last <= h)
+                self.floor[origin] = max(self.floor.get(origin, 0), dropped)
+                self.log[origin] = keep
+
+    # ---------------------------------------------------------------- views
+
+    def lag(self) -> dict[str, tuple[int, int]]:
+        """Per peer: (deltas it lacks from us, deltas we lack from it), as last known."""
+        out = {}
+        for r, m in sorted(self.members.items()):
+            if r == self.replica:
+                continue
+            theirs = m.known_vv
+            they_lack = sum(max(0, n - theirs[o]) for o, n in self.vv.items())
+            we_lack = sum(max(0, n - self.vv[o]) for o, n in theirs.items())
+            out[r] = (they_lack, we_lack)
+        return out
+
+    def last_contact(self) -> dict[str, float | None]:
+        return {r: m.last_contact for r, m in sorted(self.members.items()) if r != self.replica}
+
+    def logged_deltas(self) -> int:
+        return sum(b.count for bs in self.log.values() for b in bs) + len(self._unsealed)

@@ -1,0 +1,293 @@
+"""Anti-entropy messages: frozen dataclasses with a versioned msgpack encoding.
+
+Three message kinds carry the push-pull exchange (ARCHITECTURE.md, "Sync
+protocol"):
+
+1. ``Digest``: "here is what I have" (a version vector) plus membership.
+2. ``Deltas``: the signed batches the other side lacks, optionally with the
+   sender's own vector so the receiver can answer with what *it* has that
+   the sender lacks (the third step), and ``more`` when a byte limit cut the
+   backlog into chunks.
+3. ``Snapshot``: the whole state, for a peer behind the compaction horizon.
+
+``decode_message`` checks every field; anything malformed raises
+``RemoteProtocolError`` with a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from twinmesh.crdt import RemoteProtocolError, VersionVector
+
+from ._identity import MemberCredential
+
+__all__ = [
+    "BATCH_TAG",
+    "Deltas",
+    "Digest",
+    "MemberInfo",
+    "Message",
+    "SignedBatch",
+    "Snapshot",
+    "decode_message",
+    "encode_message",
+    "open_batch",
+    "seal_batch_bytes",
+]
+
+SYNC_TAG = "twinmesh/sync"
+BATCH_TAG = "twinmesh/batch"
+VERSION = 1
+MAX_NAME = 256
+_U63 = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedBatch:
+    """Deltas ``first..last`` of ``origin``, as the origin signed them.
+
+    ``origin``, ``first`` and ``last`` are an unsigned claim, for routing; the
+    receiver checks it against the signed ``blob`` (a claim wider than what
+    was signed is an inflated version vector and is refused).
+    """
+
+    origin: str
+    first: int
+    last: int
+    blob: bytes
+    signature: bytes
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberInfo:
+    credential: MemberCredential
+    address: str
+    last_contact: float  # sender's clock, seconds; informational
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Digest:
+    sender: str
+    vv: VersionVector
+    members: tuple[MemberInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deltas:
+    sender: str
+    batches: tuple[SignedBatch, ...]
+    digest: VersionVector | None = None  # set: "and here is mine, send me what I lack"
+    more: bool = False  # the backlog did not fit; ask again
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    sender: str
+    vv: VersionVector
+    state: bytes  # twinmesh.crdt.encode_state
+    digest: VersionVector | None = None
+
+
+Message = Digest | Deltas | Snapshot
+
+
+def seal_batch_bytes(origin: str, first: int, count: int, payload: bytes) -> bytes:
+    """The bytes an origin signs for a batch of its deltas."""
+    return msgpack.packb(  # type: ignore[no-any-return]
+        [BATCH_TAG, VERSION, origin, first, count, payload], use_bin_type=True
+    )
+
+
+def open_batch(blob: bytes) -> tuple[str, int, int, bytes]:
+    """(origin, first, count, encoded deltas) from a signed blob."""
+    try:
+        items = msgpack.unpackb(blob, raw=False, max_ext_len=0)
+    except Exception as exc:
+        raise RemoteProtocolError(f"batch does not decode: {exc}") from None
+    if not (isinstance(items, list) and len(items) == 6 and items[0] == BATCH_TAG):
+        raise RemoteProtocolError("batch: not a twinmesh batch")
+    if items[1] != VERSION:
+        raise RemoteProtocolError(f"batch: version {items[1]!r} not supported")
+    origin, first, count, payload = items[2:]
+    _name(origin, "batch.origin")
+    _int(first, "batch.first", lo=1)
+    _int(count, "batch.count", lo=1)
+    if not isinstance(payload, bytes):
+        raise RemoteProtocolError("batch.payload: expected bytes")
+    return origin, first, count, payload
+
+
+# ------------------------------------------------------------------ encoding
+
+
+def _vv_out(vv: VersionVector) -> list[Any]:
+    flat: list[Any] = []
+    for r, n in vv.items_sorted():
+        flat += [r, n]
+    return flat
+
+
+def _member_out(m: MemberInfo) -> list[Any]:
+    c = m.credential
+    return [c.replica, c.public_key, c.fleet_signature, m.address, m.last_contact]
+
+
+def encode_message(message: Message) -> bytes:
+    body: list[Any]
+    if isinstance(message, Digest):
+        body = [
+            "digest",
+            message.sender,
+            _vv_out(message.vv),
+            [_member_out(m) for m in message.members],
+        ]
+    elif isinstance(message, Deltas):
+        body = [
+            "deltas",
+            message.sender,
+            [[b.origin, b.first, b.last, b.blob, b.signature] for b in message.batches],
+            None if message.digest is None else _vv_out(message.digest),
+            message.more,
+        ]
+    else:
+        body = [
+            "snapshot",
+            message.sender,
+            _vv_out(message.vv),
+            message.state,
+            None if message.digest is None else _vv_out(message.digest),
+        ]
+    return msgpack.packb([SYNC_TAG, VERSION, *body], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------ decoding
+
+
+def _fail(reason: str) -> RemoteProtocolError:
+    return RemoteProtocolError(reason)
+
+
+def _name(obj: Any, where: str) -> str:
+    if not isinstance(obj, str) or not obj or len(obj) > MAX_NAME:
+        raise _fail(f"{where}: expected a name of 1..{MAX_NAME} characters")
+    return obj
+
+
+def _int(obj: Any, where: str, *, lo: int = 0, hi: int = _U63) -> int:
+    if not isinstance(obj, int) or isinstance(obj, bool) or not lo <= obj <= hi:
+        raise _fail(f"{where}: expected an integer in {lo}..{hi}, got {obj!r}")
+    return obj
+
+
+def _bytes(obj: Any, where: str, *, size: int | None = None) -> bytes:
+    if not isinstance(obj, bytes) or (size is not None and len(obj) != size):
+        want = "bytes" if size is None else f"{size} bytes"
+        raise _fail(f"{where}: expected {want}")
+    return obj
+
+
+def _array(obj: Any, where: str, length: int | None = None) -> list[Any]:
+    if not isinstance(obj, list) or (length is not None and len(obj) != length):
+        want = "an array" if length is None else f"an array of {length}"
+        raise _fail(f"{where}: expected {want}")
+    return obj
+
+
+def _vv_in(obj: Any, where: str) -> VersionVector:
+    flat = _array(obj, where)
+    if len(flat) % 2:
+        raise _fail(f"{where}: odd number of items")
+    entries: dict[str, int] = {}
+    for i in range(0, len(flat), 2):
+        r = _name(flat[i], f"{where}[{i}]")
+        if r in entries:
+            raise _fail(f"{where}: replica {r} appears twice")
+        entries[r] = _int(flat[i + 1], f"{where}[{i + 1}]", lo=1)
+    return VersionVector(entries)
+
+
+def _member_in(obj: Any, where: str) -> MemberInfo:
+    replica, key, sig, address, last = _array(obj, where, 5)
+    if not isinstance(last, int | float) or isinstance(last, bool):
+        raise _fail(f"{where}.last_contact: expected a number")
+    if not isinstance(address, str) or len(address) > 1024:
+        raise _fail(f"{where}.address: expected a string")
+    return MemberInfo(
+        credential=MemberCredential(
+            replica=_name(replica, f"{where}.replica"),
+            public_key=_bytes(key, f"{where}.public_key", size=32),
+            fleet_signature=_bytes(sig, f"{where}.fleet_signature", size=64),
+        ),
+        address=address,
+        last_contact=float(last),
+    )
+
+
+def decode_message(data: bytes, *, max_bytes: int = 8 * 1024 * 1024) -> Message:
+    """Parse one message from untrusted bytes, or raise ``RemoteProtocolError``."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise _fail("expected bytes")
+    if len(data) > max_bytes:
+        raise _fail(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    try:
+        items = msgpack.unpackb(
+            data,
+            raw=False,
+            max_ext_len=0,
+            max_str_len=64 * 1024,
+            max_array_len=1_000_000,
+            max_map_len=0,
+        )
+    except Exception as exc:
+        raise _fail(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
+    if not isinstance(items, list) or len(items) < 4 or items[0] != SYNC_TAG:
+        raise _fail("not a twinmesh sync message")
+    if items[1] != VERSION:
+        raise _fail(f"sync message version {items[1]!r} not supported (we speak {VERSION})")
+    kind, sender = items[2], _name(items[3], "sender")
+    rest = items[4:]
+    if kind == "digest":
+        vv_raw, members_raw = _array(rest, "digest", 2)
+        members = tuple(
+            _member_in(m, f"members[{i}]") for i, m in enumerate(_array(members_raw, "members"))
+        )
+        return Digest(sender=sender, vv=_vv_in(vv_raw, "vv"), members=members)
+    if kind == "deltas":
+        batches_raw, digest_raw, more = _array(rest, "deltas", 3)
+        batches = []
+        for i, raw in enumerate(_array(batches_raw, "batches")):
+            w = f"batches[{i}]"
+            origin, first, last, blob, sig = _array(raw, w, 5)
+            first_n = _int(first, f"{w}.first", lo=1)
+            last_n = _int(last, f"{w}.last", lo=first_n)
+            batches.append(
+                SignedBatch(
+                    origin=_name(origin, f"{w}.origin"),
+                    first=first_n,
+                    last=last_n,
+                    blob=_bytes(blob, f"{w}.blob"),
+                    signature=_bytes(sig, f"{w}.signature", size=64),
+                )
+            )
+        if not isinstance(more, bool):
+            raise _fail("deltas.more: expected a boolean")
+        digest = None if digest_raw is None else _vv_in(digest_raw, "digest")
+        return Deltas(sender=sender, batches=tuple(batches), digest=digest, more=more)
+    if kind == "snapshot":
+        vv_raw, state, digest_raw = _array(rest, "snapshot", 3)
+        digest = None if digest_raw is None else _vv_in(digest_raw, "digest")
+        return Snapshot(
+            sender=sender,
+            vv=_vv_in(vv_raw, "vv"),
+            state=_bytes(state, "snapshot.state"),
+            digest=digest,
+        )
+    raise _fail(f"unknown sync message kind {kind!r}")
