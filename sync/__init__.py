@@ -2,12 +2,16 @@
 
 from ._engine import (
     BatchRefused,
+    BatchStored,
+    Compacted,
     DeltasApplied,
     EngineMetrics,
     Event,
+    JournalEntry,
     MemberJoined,
     Outgoing,
     SnapshotApplied,
+    SnapshotStored,
     SyncConfig,
     SyncEngine,
 )
@@ -27,6 +31,8 @@ from ._messages import (
 
 __all__ = [
     "BatchRefused",
+    "BatchStored",
+    "Compacted",
     "Deltas",
     "DeltasApplied",
     "Digest",
@@ -34,6 +40,7 @@ __all__ = [
     "Event",
     "FleetAuthority",
     "Identity",
+    "JournalEntry",
     "MemberCredential",
     "MemberInfo",
     "MemberJoined",
@@ -42,6 +49,7 @@ __all__ = [
     "SignedBatch",
     "Snapshot",
     "SnapshotApplied",
+    "SnapshotStored",
     "SyncConfig",
     "SyncEngine",
     "decode_message",

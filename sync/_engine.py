@@ -71,12 +71,16 @@ from ._messages import (
 
 __all__ = [
     "BatchRefused",
+    "BatchStored",
+    "Compacted",
     "DeltasApplied",
     "EngineMetrics",
     "Event",
+    "JournalEntry",
     "MemberJoined",
     "Outgoing",
     "SnapshotApplied",
+    "SnapshotStored",
     "SyncConfig",
     "SyncEngine",
 ]
@@ -95,6 +99,7 @@ class SyncConfig:
     backoff_max: float = 60.0
     evict_after: float = 24 * 3600.0  # silent longer: no longer holds compaction back
     compact: bool = True
+    keep_journal: bool = False  # an IO driver that persists sets this and drains the journal
 
     def __post_init__(self) -> None:
         if self.gossip_interval <= 0 or self.fanout < 1 or self.max_batch_deltas < 1:
@@ -134,6 +139,37 @@ class MemberJoined:
 
 
 Event = DeltasApplied | BatchRefused | SnapshotApplied | MemberJoined
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchStored:
+    """Journal: a batch was logged (sealed here, or received and applied).
+
+    ``applied`` are the deltas this replica joined from it (a received batch
+    may overlap what we had). An IO driver persists the entry before it
+    acknowledges anything that depends on it."""
+
+    batch: SignedBatch
+    applied: tuple[Delta, ...]
+    local: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotStored:
+    """Journal: a snapshot was merged; the whole state should be persisted."""
+
+    vv: VersionVector
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Compacted:
+    """Journal: batches of ``origin`` up to ``floor`` were dropped from the log."""
+
+    origin: str
+    floor: int
+
+
+JournalEntry = BatchStored | SnapshotStored | Compacted
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +239,8 @@ class SyncEngine:
         self.log: dict[str, list[SignedBatch]] = {}
         self.floor: dict[str, int] = {}  # deltas <= floor are only in snapshots
         self._unsealed: list[Delta] = []
+        self._durable_seq = 0  # own deltas up to here are durable and may leave
+        self.journal: list[JournalEntry] = []
         self._outbox: list[Outgoing] = []
         self.members: dict[str, _Member] = {
             self.replica: _Member(credential=identity.credential, address=address)
@@ -213,23 +251,34 @@ class SyncEngine:
 
     # ---------------------------------------------------------------- local
 
-    def commit(self, delta: Delta) -> int:
+    def commit(self, delta: Delta, *, durable: bool = True) -> int:
         """Record a delta this replica made (already joined into ``state``);
-        returns its sequence number, the n of its replica-level dot."""
+        returns its sequence number, the n of its replica-level dot.
+
+        With ``durable=False`` the delta stays home until :meth:`mark_durable`
+        covers it: a write that a crash could still lose must never reach a
+        peer, or a restarted replica would reuse its sequence number."""
         if delta.origin != self.replica:
             raise LocalProtocolError(f"{self.replica} cannot commit a delta made at {delta.origin}")
         seq = self.vv[self.replica] + 1
         self.vv = VersionVector({**dict(self.vv), self.replica: seq})
         self._unsealed.append(delta)
+        if durable:
+            self._durable_seq = seq
         return seq
 
+    def mark_durable(self, seq: int) -> None:
+        """Own deltas up to ``seq`` are on disk and may be gossiped."""
+        self._durable_seq = max(self._durable_seq, min(seq, self.vv[self.replica]))
+
     def _seal(self) -> None:
-        """Sign our uncommitted-to-the-log deltas into batches."""
-        pending = self._unsealed
+        """Sign our durable, not yet logged deltas into batches."""
+        first = self.vv[self.replica] - len(self._unsealed) + 1
+        ready = max(0, self._durable_seq - first + 1)
+        pending = self._unsealed[:ready]
         if not pending:
             return
-        self._unsealed = []
-        first = self.vv[self.replica] - len(pending) + 1
+        self._unsealed = self._unsealed[ready:]
         start = 0
         while start < len(pending):
             end = min(start + self.config.max_batch_deltas, len(pending))
@@ -239,15 +288,15 @@ class SyncEngine:
                 payload = encode_deltas(pending[start:end])
             batch_first = first + start
             blob = seal_batch_bytes(self.replica, batch_first, end - start, payload)
-            self.log.setdefault(self.replica, []).append(
-                SignedBatch(
-                    origin=self.replica,
-                    first=batch_first,
-                    last=batch_first + (end - start) - 1,
-                    blob=blob,
-                    signature=self.identity.sign(blob),
-                )
+            batch = SignedBatch(
+                origin=self.replica,
+                first=batch_first,
+                last=batch_first + (end - start) - 1,
+                blob=blob,
+                signature=self.identity.sign(blob),
             )
+            self.log.setdefault(self.replica, []).append(batch)
+            self._journal(BatchStored(batch=batch, applied=(), local=True))
             start = end
 
     # ---------------------------------------------------------------- timers
@@ -503,6 +552,7 @@ class SyncEngine:
         self.metrics.deltas_received += len(fresh)
         self.vv = VersionVector({**dict(self.vv), origin: batch.last})
         self.log.setdefault(origin, []).append(batch)
+        self._journal(BatchStored(batch=batch, applied=tuple(fresh), local=False))
         return (have + 1, batch.last)
 
     def _apply_snapshot(self, message: Snapshot, now: float) -> list[Event]:
@@ -517,6 +567,7 @@ class SyncEngine:
             if n > self.floor.get(origin, 0):
                 self.floor[origin] = n
                 self.log[origin] = [b for b in self.log.get(origin, []) if b.last > n]
+        self._journal(SnapshotStored(vv=self.vv))
         return [SnapshotApplied(sender=message.sender, vv=message.vv)]
 
     # ---------------------------------------------------------------- compaction
@@ -546,6 +597,7 @@ class SyncEngine:
                 dropped = max(b.last for b in batches if b.last <= h)
                 self.floor[origin] = max(self.floor.get(origin, 0), dropped)
                 self.log[origin] = keep
+                self._journal(Compacted(origin=origin, floor=self.floor[origin]))
 
     # ---------------------------------------------------------------- views
 
@@ -563,6 +615,14 @@ class SyncEngine:
 
     def last_contact(self) -> dict[str, float | None]:
         return {r: m.last_contact for r, m in sorted(self.members.items()) if r != self.replica}
+
+    def _journal(self, entry: JournalEntry) -> None:
+        if self.config.keep_journal:
+            self.journal.append(entry)
+
+    def drain_journal(self) -> list[JournalEntry]:
+        out, self.journal = self.journal, []
+        return out
 
     def logged_deltas(self) -> int:
         return sum(b.count for bs in self.log.values() for b in bs) + len(self._unsealed)
