@@ -241,6 +241,7 @@ class SyncEngine:
         self._unsealed: list[Delta] = []
         self._durable_seq = 0  # own deltas up to here are durable and may leave
         self.journal: list[JournalEntry] = []
+        self._hints: dict[str, str] = {}  # replica -> address, key not yet known
         self._outbox: list[Outgoing] = []
         self.members: dict[str, _Member] = {
             self.replica: _Member(credential=identity.credential, address=address)
@@ -299,6 +300,24 @@ class SyncEngine:
             self._journal(BatchStored(batch=batch, applied=(), local=True))
             start = end
 
+    def load_durable(
+        self,
+        *,
+        vv: VersionVector,
+        batches: Iterable[SignedBatch],
+        floor: dict[str, int],
+        unsealed: Sequence[Delta],
+    ) -> None:
+        """Restore what a store persisted (the state itself is restored by the
+        caller). ``unsealed`` are our own durable deltas not yet in a batch."""
+        self.vv = vv
+        self.log = {}
+        for batch in sorted(batches, key=lambda b: (b.origin, b.first)):
+            self.log.setdefault(batch.origin, []).append(batch)
+        self.floor = dict(floor)
+        self._unsealed = list(unsealed)
+        self._durable_seq = vv[self.replica]
+
     # ---------------------------------------------------------------- timers
 
     def _interval(self) -> float:
@@ -324,6 +343,14 @@ class SyncEngine:
         for peer in self._pick_peers(now):
             self.members[peer].awaiting_since = now
             self._send(peer, self._digest())
+        for replica, address in sorted(self._hints.items()):
+            if replica in self.members:
+                del self._hints[replica]
+                continue
+            data = encode_message(self._digest())
+            self.metrics.messages_sent += 1
+            self.metrics.bytes_sent += len(data)
+            self._outbox.append(Outgoing(peer=replica, address=address, data=data))
 
     def _pick_peers(self, now: float) -> list[str]:
         candidates = sorted(
@@ -339,6 +366,15 @@ class SyncEngine:
         member.failures += 1
         delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (member.failures - 1))
         member.backoff_until = now + delay * (0.5 + 0.5 * self.rng.random())
+
+    def members_hint(self, replica: str, address: str) -> None:
+        """An address for a member we will learn the key of through gossip.
+
+        Config-file peers are only addresses; until a digest from them (or
+        about them) carries their fleet-vouched credential, we send them our
+        digest so they can introduce themselves."""
+        if replica not in self.members and replica != self.replica:
+            self._hints[replica] = address
 
     def peer_unreachable(self, peer: str, now: float) -> None:
         """The transport could not deliver to ``peer`` (connect failed, timeout)."""
@@ -411,7 +447,10 @@ class SyncEngine:
         if not chosen and not with_digest:
             return None
         self.metrics.deltas_sent += sum(b.last - max(b.first - 1, theirs[b.origin]) for b in chosen)
-        return Deltas(sender=self.replica, batches=tuple(chosen), digest=digest, more=more)
+        members = self._member_infos() if with_digest else ()
+        return Deltas(
+            sender=self.replica, batches=tuple(chosen), digest=digest, more=more, members=members
+        )
 
     # ---------------------------------------------------------------- input
 
@@ -428,7 +467,7 @@ class SyncEngine:
                     f"message claims to be from {message.sender} but arrived from {peer}"
                 )
             events: list[Event] = []
-            if isinstance(message, Digest):
+            if isinstance(message, Digest | Deltas):
                 events += self._learn_members(message.members, now)
             if message.sender not in self.members:
                 raise RemoteProtocolError(f"{message.sender} is not a member of this fleet")
@@ -487,7 +526,9 @@ class SyncEngine:
                 "member-not-vouched", f"{cred.replica} is not vouched for by the fleet key"
             )
             return None
-        self.members[cred.replica] = _Member(credential=cred, address=info.address)
+        address = info.address or self._hints.get(cred.replica, "")
+        self._hints.pop(cred.replica, None)
+        self.members[cred.replica] = _Member(credential=cred, address=address)
         return MemberJoined(replica=cred.replica, address=info.address)
 
     def _apply_batches(

@@ -87,6 +87,14 @@ class FleetAuthority:
         self._key = _private_from(rng)
         self.public_key = _raw_public(self._key.public_key())
 
+    @classmethod
+    def from_private_bytes(cls, raw: bytes) -> FleetAuthority:
+        """The authority whose 32-byte Ed25519 private key is ``raw``."""
+        authority = cls.__new__(cls)
+        authority._key = Ed25519PrivateKey.from_private_bytes(raw)
+        authority.public_key = _raw_public(authority._key.public_key())
+        return authority
+
     def issue(self, replica: str, public_key: bytes) -> MemberCredential:
         sig = self._key.sign(credential_bytes(replica, public_key))
         return MemberCredential(replica=replica, public_key=public_key, fleet_signature=sig)

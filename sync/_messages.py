@@ -86,6 +86,7 @@ class Deltas:
     batches: tuple[SignedBatch, ...]
     digest: VersionVector | None = None  # set: "and here is mine, send me what I lack"
     more: bool = False  # the backlog did not fit; ask again
+    members: tuple[MemberInfo, ...] = ()  # with a digest: introduces the sender
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +157,7 @@ def encode_message(message: Message) -> bytes:
             [[b.origin, b.first, b.last, b.blob, b.signature] for b in message.batches],
             None if message.digest is None else _vv_out(message.digest),
             message.more,
+            [_member_out(m) for m in message.members],
         ]
     else:
         body = [
@@ -261,7 +263,7 @@ def decode_message(data: bytes, *, max_bytes: int = 8 * 1024 * 1024) -> Message:
         )
         return Digest(sender=sender, vv=_vv_in(vv_raw, "vv"), members=members)
     if kind == "deltas":
-        batches_raw, digest_raw, more = _array(rest, "deltas", 3)
+        batches_raw, digest_raw, more, members_raw = _array(rest, "deltas", 4)
         batches = []
         for i, raw in enumerate(_array(batches_raw, "batches")):
             w = f"batches[{i}]"
@@ -280,7 +282,12 @@ def decode_message(data: bytes, *, max_bytes: int = 8 * 1024 * 1024) -> Message:
         if not isinstance(more, bool):
             raise _fail("deltas.more: expected a boolean")
         digest = None if digest_raw is None else _vv_in(digest_raw, "digest")
-        return Deltas(sender=sender, batches=tuple(batches), digest=digest, more=more)
+        members = tuple(
+            _member_in(m, f"members[{i}]") for i, m in enumerate(_array(members_raw, "members"))
+        )
+        return Deltas(
+            sender=sender, batches=tuple(batches), digest=digest, more=more, members=members
+        )
     if kind == "snapshot":
         vv_raw, state, digest_raw = _array(rest, "snapshot", 3)
         digest = None if digest_raw is None else _vv_in(digest_raw, "digest")

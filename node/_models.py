@@ -1,0 +1,41 @@
+"""The schemas a node knows: the shipped plant models (DTDL v3), any model
+files its config names, the built-in demo pump and the fleet's audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from twinmesh.crdt import EntitySchema, FieldKind, FieldSpec
+from twinmesh.crdt.demo_models import PUMP_SCHEMAS
+
+from .dtdl import ModelRegistry, entity_schema
+
+__all__ = ["AUDIT_ENTITY", "AUDIT_MODEL", "SHIPPED_MODELS", "load_schemas"]
+
+_ROOT = Path(__file__).resolve().parent.parent
+# Installed: twinmesh/adapters/...; in the source tree the link resolves to plant-adapters/.
+SHIPPED_MODELS = _ROOT / "adapters" / "synthetic" / "models"
+if not SHIPPED_MODELS.is_dir():
+    SHIPPED_MODELS = _ROOT / "plant-adapters" / "synthetic" / "models"
+
+AUDIT_MODEL = "dtmi:twinmesh:fleet:Audit;1"
+AUDIT = EntitySchema(
+    model=AUDIT_MODEL,
+    fields={"events": FieldSpec(kind=FieldKind.LOG, description="who resolved what, when, why")},
+)
+
+
+def AUDIT_ENTITY(node: str) -> str:
+    """Each node keeps its audit entries in its own entity (it is that entity's home)."""
+    return f"{node}/_audit"
+
+
+def load_schemas(extra: Sequence[Path] = ()) -> dict[str, EntitySchema]:
+    registry = ModelRegistry()
+    models = registry.add_files([SHIPPED_MODELS, *extra])
+    schemas: dict[str, EntitySchema] = dict(PUMP_SCHEMAS)
+    schemas[AUDIT_MODEL] = AUDIT
+    for iface in models:
+        schemas[iface.id] = entity_schema(iface, resolve=registry.get)
+    return schemas

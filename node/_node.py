@@ -1,0 +1,222 @@
+"""One twinmesh node: store + CRDT state + sync engine, and the rules for
+turning a user's request into a durable, gossiped write.
+
+Write path: the mutator builds a delta and joins it in memory; the engine
+gives it a sequence number but keeps it home; the store group-commits it;
+only then is it marked durable (may be gossiped) and acknowledged. If the
+store fails, the node stops: memory now holds a write the disk does not, and
+crash-only restart from the log is the safe way back.
+
+Start-up replays the op log (event sourcing) into a fresh state; the state
+digest after replay equals the digest before the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twinmesh.crdt import (
+    Delta,
+    ReplicaState,
+    VersionVector,
+    decode_state,
+    encode_state,
+    state_digest,
+)
+from twinmesh.sync import (
+    BatchStored,
+    Compacted,
+    MemberInfo,
+    SnapshotStored,
+    SyncConfig,
+    SyncEngine,
+)
+
+from ._config import NodeConfig
+from ._models import AUDIT_ENTITY, AUDIT_MODEL, load_schemas
+from ._signing import load_fleet_public_key, load_identity
+from ._store import Store
+
+__all__ = ["Node", "NodeMetrics"]
+
+log = logging.getLogger("twinmesh.node")
+
+
+@dataclass(slots=True)
+class NodeMetrics:
+    api_requests: dict[tuple[str, int], int] = field(default_factory=dict)
+    api_seconds: dict[str, float] = field(default_factory=dict)
+    api_refusals: dict[str, int] = field(default_factory=dict)
+    gossip_refusals: dict[str, int] = field(default_factory=dict)
+    gossip_exchanges: int = 0
+    gossip_failures: int = 0
+    writes: int = 0
+
+    def refuse(self, where: dict[str, int], reason: str) -> None:
+        where[reason] = where.get(reason, 0) + 1
+
+
+class Node:
+    def __init__(self, config: NodeConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock  # the only wall clock; the pure core receives its readings
+        self.metrics = NodeMetrics()
+        self.schemas = load_schemas(config.models)
+        self.state = ReplicaState(config.name, self.schemas)
+        self.identity = load_identity(config.name, config.signing_dir)
+        self.fleet_public_key = load_fleet_public_key(config.signing_dir / "fleet-signing.pub")
+        self.store: Store | None = None
+        self.engine: SyncEngine | None = None
+        self.feed: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._fatal: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        cfg = self.config
+        self._fatal = asyncio.get_running_loop().create_future()
+        self.store = await Store.open(cfg.data_dir / "node.sqlite")
+        now = self.clock()
+        seeds = [
+            MemberInfo(
+                credential=self.identity.credential, address=cfg.gossip_url, last_contact=now
+            )
+        ]
+        self.engine = SyncEngine(
+            identity=self.identity,
+            state=self.state,
+            fleet_public_key=self.fleet_public_key,
+            seeds=seeds,
+            address=cfg.gossip_url,
+            config=SyncConfig(
+                gossip_interval=cfg.gossip_interval,
+                fanout=cfg.fanout,
+                keep_journal=True,
+                evict_after=cfg.evict_after,
+                reply_timeout=max(3 * cfg.gossip_interval, 2.0),
+                backoff_base=cfg.gossip_interval,
+                backoff_max=max(10 * cfg.gossip_interval, 5.0),
+            ),
+            rng=random.Random(),
+            now=now,
+        )
+        await self._replay()
+        if AUDIT_ENTITY(cfg.name) not in self.state.entities:
+            await self.write(lambda s: s.create(AUDIT_ENTITY(cfg.name), AUDIT_MODEL, author="node"))
+
+    async def _replay(self) -> None:
+        """Rebuild state and engine from the store (event sourcing)."""
+        assert self.store is not None and self.engine is not None
+        snap = await self.store.get_meta("snapshot")
+        vv: dict[str, int] = {}
+        if snap is not None:
+            restored = decode_state(snap, replica=self.config.name, schemas=self.schemas)
+            self.state.merge(restored)
+            snap_vv = await self.store.meta_prefix("snapshot-vv:")
+            vv = {k.split(":", 1)[1]: int(v) for k, v in snap_vv.items()}
+        ops = await self.store.ops()
+        own_unsealed_from = 0
+        for op in ops:
+            self.state.apply_many([op.delta])
+            vv[op.origin] = max(vv.get(op.origin, 0), op.seq)
+        batches = await self.store.batches()
+        own_sealed = max((b.last for b in batches if b.origin == self.config.name), default=0)
+        own_unsealed_from = own_sealed + 1
+        unsealed = [
+            op.delta for op in ops if op.origin == self.config.name and op.seq >= own_unsealed_from
+        ]
+        floors = {
+            k.split(":", 1)[1]: int(v) for k, v in (await self.store.meta_prefix("floor:")).items()
+        }
+        self.engine.load_durable(
+            vv=VersionVector(vv), batches=batches, floor=floors, unsealed=unsealed
+        )
+        # Our own members list: peers from the config are seeds until gossip fills in.
+        for peer in self.config.peers:
+            self.engine.members_hint(peer.name, peer.url)
+        log.info(
+            "replayed %d ops; digest %s; vv %s",
+            len(ops),
+            state_digest(self.state)[:16],
+            dict(self.engine.vv),
+        )
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+
+    def fail(self, exc: BaseException) -> None:
+        """A fault we cannot continue past (the disk refused a commit)."""
+        log.critical("stopping: %s", exc)
+        if self._fatal is not None and not self._fatal.done():
+            self._fatal.set_exception(exc)
+
+    async def wait_fatal(self) -> None:
+        assert self._fatal is not None
+        await self._fatal
+
+    # ------------------------------------------------------------ writes
+
+    async def write(self, mutate: Callable[[ReplicaState], Delta]) -> tuple[Delta, int]:
+        """Apply a local mutation and return once it is durable: (delta, seq)."""
+        assert self.store is not None and self.engine is not None
+        delta = mutate(self.state)  # raises LocalProtocolError before any change
+        seq = self.engine.commit(delta, durable=False)
+        try:
+            await self.store.append_local(self.config.name, seq, delta, int(self.clock() * 1000))
+        except Exception as exc:
+            self.fail(exc)
+            raise
+        self.engine.mark_durable(seq)
+        self.metrics.writes += 1
+        self.publish(
+            {"type": "write", "origin": delta.origin, "entity": delta.entity, "field": delta.field}
+        )
+        return delta, seq
+
+    async def persist_journal(self) -> None:
+        """Write what the engine did (sealed, received, compacted) to disk."""
+        assert self.store is not None and self.engine is not None
+        now_ms = int(self.clock() * 1000)
+        for entry in self.engine.drain_journal():
+            try:
+                if isinstance(entry, BatchStored):
+                    if entry.local:
+                        await self.store.record_sealed(entry.batch)
+                    else:
+                        n = len(entry.applied)
+                        seqs = range(entry.batch.last - n + 1, entry.batch.last + 1)
+                        await self.store.append_batch(
+                            entry.batch, list(zip(seqs, entry.applied, strict=True)), now_ms
+                        )
+                        for d in entry.applied:
+                            self.publish(
+                                {
+                                    "type": "delta",
+                                    "origin": d.origin,
+                                    "entity": d.entity,
+                                    "field": d.field,
+                                }
+                            )
+                elif isinstance(entry, SnapshotStored):
+                    await self.store.put_meta("snapshot", encode_state(self.state))
+                    for origin, n in entry.vv.items():
+                        await self.store.put_meta(f"snapshot-vv:{origin}", str(n).encode())
+                elif isinstance(entry, Compacted):
+                    await self.store.compact(entry.origin, entry.floor)
+            except Exception as exc:
+                self.fail(exc)
+                raise
+
+    # ------------------------------------------------------------ live feed
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for queue in list(self.feed):
+            if queue.qsize() < 1000:
+                queue.put_nowait(event)
