@@ -33,6 +33,7 @@ from twinmesh.sync import (
     BatchStored,
     Compacted,
     MemberInfo,
+    Outgoing,
     SnapshotStored,
     SyncConfig,
     SyncEngine,
@@ -74,6 +75,7 @@ class Node:
         self.store: Store | None = None
         self.engine: SyncEngine | None = None
         self.feed: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._pending: list[Outgoing] = []  # engine output not yet handed to a transport
         self._fatal: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -213,6 +215,22 @@ class Node:
             except Exception as exc:
                 self.fail(exc)
                 raise
+
+    # ------------------------------------------------------------ outgoing
+
+    def take_outgoing(self, peer: str | None) -> list[Outgoing]:
+        """Engine messages for ``peer`` (or for everyone, with ``None``)."""
+        assert self.engine is not None
+        self._pending.extend(self.engine.messages_to_send())
+        if peer is None:
+            out, self._pending = self._pending, []
+            return out
+        out = [o for o in self._pending if o.peer == peer]
+        self._pending = [o for o in self._pending if o.peer != peer]
+        return out
+
+    def requeue(self, out: Outgoing) -> None:
+        self._pending.append(out)
 
     # ------------------------------------------------------------ live feed
 

@@ -20,7 +20,9 @@ from twinmesh.sync import FleetAuthority, Identity, MemberCredential
 __all__ = [
     "FLEET_SIGNING_KEY",
     "FLEET_SIGNING_PUB",
+    "TOKEN_SECRET",
     "ensure_fleet_signing_key",
+    "ensure_token_secret",
     "issue_signing_identity",
     "load_fleet_public_key",
     "load_identity",
@@ -57,6 +59,17 @@ def ensure_fleet_signing_key(ca_dir: Path) -> bytes:
             key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         )
     return load_fleet_public_key(ca_dir / FLEET_SIGNING_PUB)
+
+
+TOKEN_SECRET = "token-secret"
+
+
+def ensure_token_secret(ca_dir: Path) -> Path:
+    """The fleet's API token secret (HMAC key), created once, mode 0600."""
+    path = ca_dir / TOKEN_SECRET
+    if not path.exists():
+        _write_private(path, os.urandom(32))
+    return path
 
 
 def _fleet_authority(ca_dir: Path) -> FleetAuthority:

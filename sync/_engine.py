@@ -242,6 +242,7 @@ class SyncEngine:
         self._durable_seq = 0  # own deltas up to here are durable and may leave
         self.journal: list[JournalEntry] = []
         self._hints: dict[str, str] = {}  # replica -> address, key not yet known
+        self._pinned: dict[str, str] = {}  # replica -> configured address
         self._outbox: list[Outgoing] = []
         self.members: dict[str, _Member] = {
             self.replica: _Member(credential=identity.credential, address=address)
@@ -373,7 +374,14 @@ class SyncEngine:
         Config-file peers are only addresses; until a digest from them (or
         about them) carries their fleet-vouched credential, we send them our
         digest so they can introduce themselves."""
-        if replica not in self.members and replica != self.replica:
+        if replica == self.replica:
+            return
+        # A configured address wins over what the member advertises: the
+        # operator may route through a proxy or a NAT the member cannot know.
+        self._pinned[replica] = address
+        if replica in self.members:
+            self.members[replica].address = address
+        else:
             self._hints[replica] = address
 
     def peer_unreachable(self, peer: str, now: float) -> None:
@@ -526,7 +534,7 @@ class SyncEngine:
                 "member-not-vouched", f"{cred.replica} is not vouched for by the fleet key"
             )
             return None
-        address = info.address or self._hints.get(cred.replica, "")
+        address = self._pinned.get(cred.replica) or info.address
         self._hints.pop(cred.replica, None)
         self.members[cred.replica] = _Member(credential=cred, address=address)
         return MemberJoined(replica=cred.replica, address=info.address)

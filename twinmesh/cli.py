@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from twinmesh import __version__
 
 # (module, group name) — the module has ``register(subparsers) -> None``.
-_GROUPS: tuple[str, ...] = ("twinmesh.crdt.cli",)
+_GROUPS: tuple[str, ...] = (
+    "twinmesh.crdt.cli",
+    "twinmesh.node.cli",
+    "twinmesh.node.fleet.cli",
+    "twinmesh.node.security.cli",
+    "twinmesh.node.dtdl.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,531 @@
+"""The node's REST API and live feed (aiohttp).
+
+JSON for people; request bodies may also be msgpack (``Content-Type:
+application/msgpack``). Every refusal is a JSON object ``{"error", "reason"}``
+with the right status: 400 malformed, 401 no or bad token, 403 wrong role,
+404 unknown, 409 a resolution that no longer covers the conflict, 413 too
+large, 422 a well-formed request the model's rules refuse.
+
+A shared field is read with a ``context`` (an opaque token, like an ETag) and
+written back with it: a stale context does not overwrite what its reader did
+not see — it creates a conflict for review instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+from aiohttp import web
+
+from twinmesh import __version__
+from twinmesh.crdt import (
+    CausalContext,
+    Conflict,
+    Dot,
+    Entity,
+    FieldKind,
+    LocalProtocolError,
+    MVRegister,
+    Sibling,
+    state_digest,
+)
+
+from ._models import AUDIT_ENTITY
+from ._openapi import openapi_document
+from ._tokens import Role, TokenError, TokenIssuer
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+__all__ = ["api_app", "decode_context", "encode_context"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def encode_context(ctx: CausalContext) -> str:
+    vv: list[Any] = []
+    for r, n in ctx.vv_items():
+        vv += [r, n]
+    cloud: list[Any] = []
+    for d in ctx.cloud_sorted():
+        cloud += [d.replica, d.counter]
+    raw = msgpack.packb([vv, cloud])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_context(token: Any) -> CausalContext:
+    if not isinstance(token, str) or len(token) > 64 * 1024:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "bad-context", "reason": "context must be a token string"}),
+            content_type="application/json",
+        )
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        vv, cloud = msgpack.unpackb(raw)
+        pairs = [(vv[i], vv[i + 1]) for i in range(0, len(vv), 2)]
+        dots = [Dot(cloud[i], cloud[i + 1]) for i in range(0, len(cloud), 2)]
+        for r, n in pairs:
+            if not isinstance(r, str) or not isinstance(n, int) or n < 1:
+                raise ValueError("bad entry")
+        return CausalContext(dict(pairs), dots)
+    except Exception:
+        raise web.HTTPBadRequest(
+            text=json.dumps(
+                {
+                    "error": "bad-context",
+                    "reason": "context token does not decode; read the field again",
+                }
+            ),
+            content_type="application/json",
+        ) from None
+
+
+def _error(status: int, error: str, reason: str) -> web.Response:
+    return web.json_response({"error": error, "reason": reason}, status=status)
+
+
+def _sibling_json(s: Sibling) -> dict[str, Any]:
+    return {
+        "value": s.value,
+        "origin": s.origin,
+        "dot": str(s.dot),
+        "author": s.author,
+        "wall_time_ms": s.time.wall_ms,
+        "hlc": [s.time.wall_ms, s.time.logical],
+    }
+
+
+def _conflict_json(c: Conflict) -> dict[str, Any]:
+    return {
+        "entity": c.entity,
+        "field": c.field,
+        "model": c.model,
+        "home": c.home,
+        "siblings": [_sibling_json(s) for s in c.siblings],
+        "provisional": {"value": c.provisional.value, "dot": str(c.provisional.dot)},
+        "policy": c.policy.value,
+        "context": encode_context(c.context),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _entity_json(entity: Entity) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name in sorted(entity.schema.fields):
+        spec = entity.schema.fields[name]
+        state = entity.field(name)
+        item: dict[str, Any] = {"kind": spec.kind.value, "value": _jsonable(entity.value(name))}
+        if isinstance(state, MVRegister):
+            item["context"] = encode_context(state.context())
+            item["policy"] = spec.policy.value
+            item["conflict"] = state.is_conflict()
+            item["siblings"] = len(state.siblings)
+        fields[name] = item
+    h = entity.header
+    return {"id": h.id, "model": h.model, "home": h.home, "fields": fields}
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    ctype = request.content_type
+    try:
+        if ctype == "application/msgpack":
+            data = msgpack.unpackb(raw, max_ext_len=0)
+        else:
+            data = json.loads(raw or b"null")
+    except Exception as exc:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "malformed-body", "reason": f"body does not parse: {exc}"}),
+            content_type="application/json",
+        ) from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "malformed-body", "reason": "body must be an object"}),
+            content_type="application/json",
+        )
+    return data
+
+
+def _need(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in data:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "malformed-body", "reason": f"missing '{key}'"}),
+            content_type="application/json",
+        )
+    value = data[key]
+    if not isinstance(value, kind):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "malformed-body", "reason": f"'{key}' has the wrong type"}),
+            content_type="application/json",
+        )
+    return value
+
+
+# ------------------------------------------------------------------ app
+
+
+def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
+    routes = web.RouteTableDef()
+    metrics = node.metrics
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = (
+            request.match_info.route.resource.canonical
+            if request.match_info.route.resource
+            else "?"
+        )
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            response = exc
+            if exc.content_type != "application/json":
+                response = _error(exc.status, "http", exc.reason)
+        except LocalProtocolError as exc:
+            response = _error(422, "refused", exc.reason)
+        key = (route, response.status)
+        metrics.api_requests[key] = metrics.api_requests.get(key, 0) + 1
+        metrics.api_seconds[route] = (
+            metrics.api_seconds.get(route, 0.0) + time.perf_counter() - started
+        )
+        if response.status >= 400 and isinstance(response, web.Response) and response.body:
+            try:
+                err = json.loads(bytes(response.body)).get("error", "error")
+            except Exception:
+                err = "error"
+            metrics.refuse(metrics.api_refusals, str(err))
+        return response
+
+    def require(request: web.Request, role: Role) -> str:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"error": "unauthenticated", "reason": "missing bearer token"}),
+                content_type="application/json",
+            )
+        try:
+            claims = tokens.check(header[7:].strip(), now=node.clock())
+        except TokenError as exc:
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"error": "unauthenticated", "reason": exc.reason}),
+                content_type="application/json",
+            ) from None
+        if claims.role < role:
+            raise web.HTTPForbidden(
+                text=json.dumps(
+                    {
+                        "error": "forbidden",
+                        "reason": f"this needs the {role.name.lower()} role; "
+                        f"the token has {claims.role.name.lower()}",
+                    }
+                ),
+                content_type="application/json",
+            )
+        return claims.subject
+
+    def entity_or_404(entity_id: str) -> Entity:
+        entity = node.state.entities.get(entity_id)
+        if entity is None:
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": "unknown-entity", "reason": f"no entity {entity_id!r}"}),
+                content_type="application/json",
+            )
+        return entity
+
+    # -------------------------------------------------------------- reads
+
+    @routes.get("/openapi.json")
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(__version__))
+
+    @routes.get("/v1/digest")
+    async def digest(request: web.Request) -> web.Response:
+        require(request, Role.VIEWER)
+        assert node.engine is not None
+        return web.json_response(
+            {
+                "node": node.config.name,
+                "digest": state_digest(node.state),
+                "vv": dict(node.engine.vv),
+            }
+        )
+
+    @routes.get("/v1/entities")
+    async def list_entities(request: web.Request) -> web.Response:
+        require(request, Role.VIEWER)
+        model = request.query.get("model")
+        return web.json_response(
+            {
+                "entities": [
+                    {"id": e.id, "model": e.header.model, "home": e.header.home}
+                    for e in node.state
+                    if model is None or e.header.model == model
+                ]
+            }
+        )
+
+    @routes.get("/v1/models")
+    async def list_models(request: web.Request) -> web.Response:
+        require(request, Role.VIEWER)
+        return web.json_response(
+            {
+                "models": {
+                    m: {
+                        n: {
+                            "kind": f.kind.value,
+                            "type": f.value_type.value,
+                            "policy": f.policy.value,
+                        }
+                        for n, f in sorted(s.fields.items())
+                    }
+                    for m, s in sorted(node.schemas.items())
+                }
+            }
+        )
+
+    @routes.get("/v1/entities/{entity:.+}")
+    async def get_entity(request: web.Request) -> web.Response:
+        require(request, Role.VIEWER)
+        return web.json_response(_entity_json(entity_or_404(request.match_info["entity"])))
+
+    @routes.get("/v1/conflicts")
+    async def list_conflicts(request: web.Request) -> web.Response:
+        require(request, Role.VIEWER)
+        return web.json_response({"conflicts": [_conflict_json(c) for c in node.state.conflicts()]})
+
+    @routes.get("/v1/conflict")
+    async def get_conflict(request: web.Request) -> web.Response:
+        require(request, Role.VIEWER)
+        entity = entity_or_404(request.query.get("entity", ""))
+        field = request.query.get("field", "")
+        for c in node.state.conflicts():
+            if c.entity == entity.id and c.field == field:
+                return web.json_response(_conflict_json(c))
+        return _error(404, "no-conflict", f"{entity.id}.{field} has no open conflict")
+
+    @routes.get("/v1/audit")
+    async def audit(request: web.Request) -> web.Response:
+        require(request, Role.VIEWER)
+        events = []
+        for e in node.state:
+            if e.header.model == "dtmi:twinmesh:fleet:Audit;1":
+                events += [dict(v, id=k) for k, v in e.value("events").items()]
+        events.sort(key=lambda ev: (ev.get("at_ms", 0), ev["id"]))
+        return web.json_response({"events": events})
+
+    @routes.get("/v1/fleet")
+    async def fleet(request: web.Request) -> web.Response:
+        require(request, Role.VIEWER)
+        engine = node.engine
+        assert engine is not None
+        now = node.clock()
+        lag = engine.lag()
+        members = []
+        for name, last in engine.last_contact().items():
+            they_lack, we_lack = lag.get(name, (0, 0))
+            members.append(
+                {
+                    "name": name,
+                    "address": engine.members[name].address,
+                    "reachable": last is not None
+                    and now - last < 3 * node.config.gossip_interval + 2,
+                    "last_contact_s_ago": None if last is None else round(now - last, 3),
+                    "deltas_it_lacks_from_us": they_lack,
+                    "deltas_we_lack_from_it": we_lack,
+                }
+            )
+        return web.json_response(
+            {
+                "node": node.config.name,
+                "role": node.config.role,
+                "vv": dict(engine.vv),
+                "members": members,
+            }
+        )
+
+    # -------------------------------------------------------------- writes
+
+    @routes.post("/v1/entities")
+    async def create_entity(request: web.Request) -> web.Response:
+        author = require(request, Role.OPERATOR)
+        data = await _body(request)
+        entity_id = _need(data, "id", str)
+        model = _need(data, "model", str)
+        if model not in node.schemas:
+            return _error(422, "unknown-model", f"unknown model {model!r}")
+        if entity_id in node.state.entities:
+            return _error(409, "exists", f"entity {entity_id!r} already exists")
+        await node.write(lambda s: s.create(entity_id, model, author=author))
+        return web.json_response(_entity_json(node.state.entity(entity_id)), status=201)
+
+    @routes.put("/v1/entities/{entity:.+}/fields/{field}")
+    async def write_field(request: web.Request) -> web.Response:
+        author = require(request, Role.OPERATOR)
+        entity = entity_or_404(request.match_info["entity"])
+        name = request.match_info["field"]
+        data = await _body(request)
+        value = _need(data, "value", object)
+        ctx = decode_context(data["context"]) if data.get("context") is not None else None
+        if name not in entity.schema.fields:
+            return _error(
+                422, "unknown-field", f"model {entity.header.model} has no field {name!r}"
+            )
+        spec = entity.schema.fields[name]
+        if spec.kind is FieldKind.SHARED and ctx is None and "context" not in data:
+            return _error(
+                400,
+                "context-required",
+                "shared fields are written with the context you read (use null to write blind)",
+            )
+        now_ms = int(node.clock() * 1000)
+        await node.write(
+            lambda s: s.write(entity.id, name, value, author=author, now_ms=now_ms, context=ctx)
+        )
+        return web.json_response(_entity_json(entity))
+
+    @routes.post("/v1/entities/{entity:.+}/fields/{field}/ops")
+    async def field_op(request: web.Request) -> web.Response:
+        author = require(request, Role.OPERATOR)
+        entity = entity_or_404(request.match_info["entity"])
+        name = request.match_info["field"]
+        data = await _body(request)
+        op = _need(data, "op", str)
+        if op == "add":
+            element = _need(data, "element", (str, int, bool))
+            await node.write(lambda s: s.add(entity.id, name, element, author=author))
+        elif op == "remove":
+            element = _need(data, "element", (str, int, bool))
+            await node.write(lambda s: s.remove(entity.id, name, element, author=author))
+        elif op == "increment":
+            amount = _need(data, "amount", int)
+            await node.write(lambda s: s.increment(entity.id, name, amount, author=author))
+        elif op == "append":
+            key = _need(data, "id", str)
+            event = _need(data, "event", object)
+            await node.write(lambda s: s.append(entity.id, name, key, event, author=author))
+        elif op == "edit":
+            index = _need(data, "index", int)
+            delete = data.get("delete", 0)
+            insert = data.get("insert", "")
+            if not isinstance(delete, int) or not isinstance(insert, str):
+                return _error(400, "malformed-body", "'delete' is an integer, 'insert' a string")
+            await node.write(
+                lambda s: s.edit_text(
+                    entity.id, name, index=index, delete=delete, insert=insert, author=author
+                )
+            )
+        else:
+            return _error(
+                400, "unknown-op", f"op must be add, remove, increment, append or edit; not {op!r}"
+            )
+        return web.json_response(_entity_json(entity))
+
+    @routes.post("/v1/conflict/resolve")
+    async def resolve(request: web.Request) -> web.Response:
+        author = require(request, Role.REVIEWER)
+        data = await _body(request)
+        entity = entity_or_404(_need(data, "entity", str))
+        name = _need(data, "field", str)
+        value = _need(data, "value", object)
+        reason = _need(data, "reason", str).strip()
+        if not reason:
+            return _error(400, "reason-required", "a resolution needs a reason for the audit log")
+        ctx = decode_context(_need(data, "context", str))
+        state = entity.fields.get(name)
+        if not isinstance(state, MVRegister) or not state.is_conflict():
+            return _error(404, "no-conflict", f"{entity.id}.{name} has no open conflict")
+        missing = [str(s.dot) for s in state.sorted_siblings() if s.dot not in ctx]
+        if missing:
+            return _error(
+                409,
+                "stale-resolution",
+                f"the resolution does not cover sibling(s) {', '.join(missing)}; "
+                "read the conflict again",
+            )
+        siblings = [_sibling_json(s) for s in state.sorted_siblings()]
+        now_ms = int(node.clock() * 1000)
+        _, seq = await node.write(
+            lambda s: s.resolve(entity.id, name, value, covering=ctx, author=author, now_ms=now_ms)
+        )
+        audit_event = {
+            "kind": "resolution",
+            "entity": entity.id,
+            "field": name,
+            "value": value,
+            "reason": reason,
+            "by": author,
+            "at_node": node.config.name,
+            "at_ms": now_ms,
+            "siblings": siblings,
+        }
+        await node.write(
+            lambda s: s.append(
+                AUDIT_ENTITY(node.config.name),
+                "events",
+                f"{node.config.name}:{seq}",
+                audit_event,
+                author=author,
+            )
+        )
+        return web.json_response(_entity_json(entity))
+
+    # -------------------------------------------------------------- ops
+
+    @routes.get("/metrics")
+    async def prometheus(request: web.Request) -> web.Response:
+        from ._metrics import render_metrics
+
+        return web.Response(text=render_metrics(node), content_type="text/plain")
+
+    @routes.get("/v1/feed")
+    async def feed(request: web.Request) -> web.StreamResponse:
+        require(request, Role.VIEWER)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        node.feed.add(queue)
+        try:
+            await response.write(b": twinmesh live feed\n\n")
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=15)
+                    await response.write(f"data: {json.dumps(event)}\n\n".encode())
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            node.feed.discard(queue)
+        return response
+
+    @routes.get("/healthz")
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "node": node.config.name})
+
+    app = web.Application(middlewares=[observe], client_max_size=node.config.max_body_bytes)
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,199 @@
+"""Gossip over HTTPS with mutual TLS: the IO driver around the sync engine.
+
+Each engine message is one ``POST /v1/gossip`` with a msgpack body; the
+response carries the receiver's replies to the sender as a msgpack array, so
+one push-pull exchange is two HTTP round trips. A peer without a certificate
+from the fleet CA never gets past the TLS handshake (the server context
+requires one). A peer whose certificate names another node than the one it
+claims — in the ``X-Twinmesh-Node`` header or in the message — is refused.
+The client checks the server's certificate names the node it meant to reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import msgpack
+from aiohttp import web
+from yarl import URL
+
+from twinmesh.crdt import RemoteProtocolError
+from twinmesh.sync import Outgoing
+
+from .security import PeerIdentityError, check_peer_identity, peer_node_name
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+__all__ = ["GossipClient", "gossip_app"]
+
+log = logging.getLogger("twinmesh.gossip")
+NODE_HEADER = "X-Twinmesh-Node"
+MAX_REPLIES = 64
+
+
+def _refuse(node: Node, status: int, reason: str, kind: str) -> web.Response:
+    node.metrics.refuse(node.metrics.gossip_refusals, kind)
+    log.warning("gossip refused (%s): %s", kind, reason)
+    return web.json_response({"error": kind, "reason": reason}, status=status)
+
+
+def gossip_app(node: Node) -> web.Application:
+    app = web.Application(client_max_size=node.config.max_body_bytes)
+
+    async def receive(request: web.Request) -> web.Response:
+        engine = node.engine
+        assert engine is not None
+        transport = request.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport else None
+        try:
+            peer = peer_node_name(ssl_object)
+            check_peer_identity(request.headers.get(NODE_HEADER, ""), ssl_object)
+        except PeerIdentityError as exc:
+            return _refuse(node, 403, exc.reason, "peer-identity")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _refuse(node, 413, "gossip body over the limit", "body-too-large")
+        try:
+            engine.receive(body, now=node.clock(), peer=peer)
+        except RemoteProtocolError as exc:
+            return _refuse(node, 400, exc.reason, "malformed-message")
+        await node.persist_journal()
+        replies = node.take_outgoing(peer)
+        return web.Response(
+            body=msgpack.packb([o.data for o in replies]), content_type="application/msgpack"
+        )
+
+    app.router.add_post("/v1/gossip", receive)
+    return app
+
+
+class _PeerCheckingConnector(aiohttp.TCPConnector):
+    """Checks, right after each TLS handshake, that the server's certificate
+    names the node this URL belongs to. (aiohttp releases a connection as soon
+    as a small response is read, so the check cannot wait for the response.)"""
+
+    def __init__(self, expected: dict[tuple[str, int], str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.expected = expected
+
+    async def _wrap_create_connection(  # type: ignore[override]
+        self, *args: Any, req: Any, **kwargs: Any
+    ) -> Any:
+        transport, proto = await super()._wrap_create_connection(*args, req=req, **kwargs)
+        want = self.expected.get((req.url.host, req.url.port))
+        if want is not None:
+            try:
+                check_peer_identity(want, transport.get_extra_info("ssl_object"))
+            except PeerIdentityError:
+                transport.close()
+                raise
+        return transport, proto
+
+
+class GossipClient:
+    """Runs gossip rounds and delivers the engine's messages."""
+
+    def __init__(self, node: Node, ssl_context: ssl.SSLContext) -> None:
+        self.node = node
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        node = self.node
+        engine = node.engine
+        assert engine is not None
+        timeout = aiohttp.ClientTimeout(total=max(5.0, 3 * node.config.gossip_interval))
+        self._connector = _PeerCheckingConnector({}, limit=64)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=self._connector)
+        try:
+            while True:
+                now = node.clock()
+                if engine.next_timer() <= now:
+                    engine.handle_timer(now)
+                    node.metrics.gossip_exchanges += 1
+                await node.persist_journal()
+                for out in node.take_outgoing(None):
+                    task = asyncio.create_task(self._deliver(out))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+                delay = max(0.0, engine.next_timer() - node.clock())
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        finally:
+            for task in list(self._inflight):
+                task.cancel()
+            await self._session.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _deliver(self, out: Outgoing) -> None:
+        try:
+            await self._exchange(out)
+        except Exception:
+            # A bug, not a network fault: log it loudly, keep the node serving.
+            log.exception("gossip exchange with %s failed unexpectedly", out.peer)
+            self.node.metrics.gossip_failures += 1
+
+    async def _exchange(self, out: Outgoing) -> None:
+        node, engine = self.node, self.node.engine
+        assert engine is not None and self._session is not None
+        for _ in range(MAX_REPLIES):
+            try:
+                replies = await self._post(out)
+            except (aiohttp.ClientError, TimeoutError, OSError, PeerIdentityError) as exc:
+                node.metrics.gossip_failures += 1
+                log.info("gossip to %s failed: %s", out.peer, exc)
+                engine.peer_unreachable(out.peer, node.clock())
+                return
+            if not replies:
+                break
+            for data in replies:
+                try:
+                    engine.receive(data, now=node.clock(), peer=out.peer)
+                except RemoteProtocolError as exc:
+                    node.metrics.refuse(node.metrics.gossip_refusals, "malformed-reply")
+                    log.warning("reply from %s refused: %s", out.peer, exc.reason)
+            await node.persist_journal()
+            follow = node.take_outgoing(out.peer)
+            if not follow:
+                break
+            # Continue the exchange with the same peer (step 3, or the next chunk).
+            for extra in follow[1:]:
+                node.requeue(extra)
+            out = follow[0]
+        self.wake()
+
+    async def _post(self, out: Outgoing) -> list[bytes]:
+        assert self._session is not None
+        url = URL(out.address)
+        self._connector.expected[(url.host or "", url.port or 443)] = out.peer
+        async with self._session.post(
+            out.address + "/v1/gossip",
+            data=out.data,
+            headers={NODE_HEADER: self.node.config.name, "Content-Type": "application/msgpack"},
+            ssl=self._ssl,
+        ) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                reason = body[:200].decode(errors="replace")
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, (), status=resp.status, message=reason
+                )
+        try:
+            replies = msgpack.unpackb(body, max_bin_len=self.node.config.max_body_bytes)
+        except Exception as exc:
+            raise aiohttp.ClientPayloadError(f"gossip reply is not msgpack: {exc}") from None
+        if not isinstance(replies, list) or not all(isinstance(r, bytes) for r in replies):
+            raise aiohttp.ClientPayloadError("gossip reply is not a list of messages")
+        return replies

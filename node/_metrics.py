@@ -1,0 +1,123 @@
+"""``/metrics`` in the Prometheus text exposition format (version 0.0.4)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+__all__ = ["render_metrics"]
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_metrics(node: Node) -> str:
+    engine, store, m = node.engine, node.store, node.metrics
+    assert engine is not None and store is not None
+    em = engine.metrics
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP twinmesh_{name} {help_text}")
+        lines.append(f"# TYPE twinmesh_{name} {kind}")
+        for labels, value in samples:
+            lines.append(f"twinmesh_{name}{labels} {value}")
+
+    metric("gossip_rounds_total", "counter", "Gossip rounds started.", [("", em.rounds)])
+    metric(
+        "gossip_messages_total",
+        "counter",
+        "Sync messages by direction.",
+        [
+            ('{direction="sent"}', em.messages_sent),
+            ('{direction="received"}', em.messages_received),
+        ],
+    )
+    metric(
+        "gossip_bytes_total",
+        "counter",
+        "Sync bytes by direction.",
+        [('{direction="sent"}', em.bytes_sent), ('{direction="received"}', em.bytes_received)],
+    )
+    metric(
+        "deltas_total",
+        "counter",
+        "Deltas by outcome.",
+        [
+            ('{outcome="sent"}', em.deltas_sent),
+            ('{outcome="applied"}', em.deltas_received),
+            ('{outcome="duplicate"}', em.deltas_duplicate),
+            ('{outcome="refused"}', em.deltas_refused),
+        ],
+    )
+    refusals = [
+        (f'{{reason="{_label(k)}",layer="engine"}}', v) for k, v in sorted(em.refusals.items())
+    ]
+    refusals += [
+        (f'{{reason="{_label(k)}",layer="transport"}}', v)
+        for k, v in sorted(m.gossip_refusals.items())
+    ]
+    metric("gossip_refusals_total", "counter", "Refused gossip input by reason.", refusals)
+    lag = engine.lag()
+    metric(
+        "peer_lag_deltas",
+        "gauge",
+        "Deltas a peer lacks from us (direction=to) or we lack from it (direction=from).",
+        [(f'{{peer="{_label(p)}",direction="to"}}', a) for p, (a, _) in lag.items()]
+        + [(f'{{peer="{_label(p)}",direction="from"}}', b) for p, (_, b) in lag.items()],
+    )
+    now = node.clock()
+    metric(
+        "peer_last_contact_seconds",
+        "gauge",
+        "Seconds since we last heard from a peer (-1: never).",
+        [
+            (f'{{peer="{_label(p)}"}}', -1 if t is None else round(now - t, 3))
+            for p, t in engine.last_contact().items()
+        ],
+    )
+    metric("store_commits_total", "counter", "Group commits.", [("", store.commits)])
+    metric(
+        "store_commit_rows_total",
+        "counter",
+        "Rows written by group commits.",
+        [("", store.commit_rows_total)],
+    )
+    metric(
+        "store_commit_seconds_total",
+        "counter",
+        "Time spent committing (divide by commits for the mean latency).",
+        [("", round(store.commit_seconds_total, 6))],
+    )
+    metric("writes_total", "counter", "Durable local writes.", [("", m.writes)])
+    metric(
+        "api_requests_total",
+        "counter",
+        "API requests by route and status.",
+        [
+            (f'{{route="{_label(r)}",status="{s}"}}', n)
+            for (r, s), n in sorted(m.api_requests.items())
+        ],
+    )
+    metric(
+        "api_seconds_total",
+        "counter",
+        "Time spent serving API requests, by route.",
+        [(f'{{route="{_label(r)}"}}', round(t, 6)) for r, t in sorted(m.api_seconds.items())],
+    )
+    metric(
+        "api_refusals_total",
+        "counter",
+        "Refused API requests by reason.",
+        [(f'{{reason="{_label(k)}"}}', v) for k, v in sorted(m.api_refusals.items())],
+    )
+    metric(
+        "conflicts_open",
+        "gauge",
+        "Open conflicts in the review queue.",
+        [("", len(node.state.conflicts()))],
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,216 @@
+"""The node's OpenAPI 3.1 document, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_ERROR = {
+    "type": "object",
+    "required": ["error", "reason"],
+    "properties": {"error": {"type": "string"}, "reason": {"type": "string"}},
+}
+
+
+def _responses(ok: str, *codes: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"200": {"description": ok}}
+    text = {
+        400: "malformed request",
+        401: "missing, forged or expired token",
+        403: "the token's role may not do this",
+        404: "unknown entity or conflict",
+        409: "conflicts with the current state (exists; stale resolution)",
+        413: "body over the limit",
+        422: "refused by the model's rules",
+    }
+    for code in codes:
+        out[str(code)] = {
+            "description": text[code],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    return out
+
+
+def _op(
+    summary: str,
+    role: str | None,
+    ok: str,
+    *codes: int,
+    body: dict[str, Any] | None = None,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": _responses(ok, *codes)}
+    if role is not None:
+        op["security"] = [{"bearer": []}]
+        op["description"] = f"Needs the `{role}` role or higher."
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": body},
+                "application/msgpack": {"schema": body},
+            },
+        }
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query_param(name: str, required: bool = True) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"}}
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    auth = (401, 403)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "twinmesh node API",
+            "version": version,
+            "description": "Twins, the conflict review queue, fleet status and the live feed.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": _ERROR},
+        },
+        "paths": {
+            "/v1/entities": {
+                "get": _op(
+                    "List entities",
+                    "viewer",
+                    "the entities",
+                    *auth,
+                    params=[_query_param("model", False)],
+                ),
+                "post": _op(
+                    "Create an entity at this node (its home)",
+                    "operator",
+                    "created",
+                    400,
+                    *auth,
+                    409,
+                    422,
+                    body={
+                        "type": "object",
+                        "required": ["id", "model"],
+                        "properties": {"id": {"type": "string"}, "model": {"type": "string"}},
+                    },
+                ),
+            },
+            "/v1/entities/{entity}": {
+                "get": _op(
+                    "Read an entity: every field's value, and each shared field's context token",
+                    "viewer",
+                    "the entity",
+                    *auth,
+                    404,
+                    params=[_path_param("entity")],
+                ),
+            },
+            "/v1/entities/{entity}/fields/{field}": {
+                "put": _op(
+                    "Write a register or text field with the context you read",
+                    "operator",
+                    "the entity after the write",
+                    400,
+                    *auth,
+                    404,
+                    413,
+                    422,
+                    body={
+                        "type": "object",
+                        "required": ["value"],
+                        "properties": {"value": {}, "context": {"type": ["string", "null"]}},
+                    },
+                    params=[_path_param("entity"), _path_param("field")],
+                ),
+            },
+            "/v1/entities/{entity}/fields/{field}/ops": {
+                "post": _op(
+                    "Set add/remove, counter increment, log append, text edit",
+                    "operator",
+                    "the entity after the operation",
+                    400,
+                    *auth,
+                    404,
+                    422,
+                    body={
+                        "type": "object",
+                        "required": ["op"],
+                        "properties": {
+                            "op": {"enum": ["add", "remove", "increment", "append", "edit"]},
+                            "element": {},
+                            "amount": {"type": "integer"},
+                            "id": {"type": "string"},
+                            "event": {},
+                            "index": {"type": "integer"},
+                            "delete": {"type": "integer"},
+                            "insert": {"type": "string"},
+                        },
+                    },
+                    params=[_path_param("entity"), _path_param("field")],
+                ),
+            },
+            "/v1/models": {"get": _op("The models this node knows", "viewer", "models", *auth)},
+            "/v1/conflicts": {"get": _op("The review queue", "viewer", "open conflicts", *auth)},
+            "/v1/conflict": {
+                "get": _op(
+                    "One conflict with all its siblings",
+                    "viewer",
+                    "the conflict",
+                    *auth,
+                    404,
+                    params=[_query_param("entity"), _query_param("field")],
+                ),
+            },
+            "/v1/conflict/resolve": {
+                "post": _op(
+                    "Resolve a conflict; the context must cover every sibling and a reason is "
+                    "required (it goes to the audit log)",
+                    "reviewer",
+                    "the entity after resolution",
+                    400,
+                    *auth,
+                    404,
+                    409,
+                    422,
+                    body={
+                        "type": "object",
+                        "required": ["entity", "field", "value", "context", "reason"],
+                        "properties": {
+                            "entity": {"type": "string"},
+                            "field": {"type": "string"},
+                            "value": {},
+                            "context": {"type": "string"},
+                            "reason": {"type": "string", "minLength": 1},
+                        },
+                    },
+                ),
+            },
+            "/v1/audit": {"get": _op("Audit log (resolutions)", "viewer", "events", *auth)},
+            "/v1/fleet": {
+                "get": _op(
+                    "Fleet status: every member, reachability, lag", "viewer", "members", *auth
+                )
+            },
+            "/v1/digest": {
+                "get": _op(
+                    "State digest: equal digests mean equal replicated state",
+                    "viewer",
+                    "the digest",
+                    *auth,
+                )
+            },
+            "/v1/feed": {
+                "get": _op("Live feed (server-sent events)", "viewer", "event stream", *auth)
+            },
+            "/metrics": {"get": _op("Prometheus metrics", None, "text exposition format")},
+            "/healthz": {"get": _op("Liveness", None, "ok")},
+            "/openapi.json": {"get": _op("This document", None, "OpenAPI 3.1")},
+        },
+    }
