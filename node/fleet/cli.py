@@ -152,6 +152,12 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import run_fleet_demo
+
+    return run_fleet_demo(Path(args.dir) if args.dir else None, keep=args.keep)
+
+
 def _guard(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -192,4 +198,10 @@ def register(subparsers: Any) -> None:
     link.add_argument("--up", action="store_true")
     link.add_argument("--one-way", action="store_true", help="only the a->b direction")
     add("status", _status, "each node's state digest, and which links are down")
+    demo = sub.add_parser(
+        "demo", help="walkthrough: split, edit on both sides, heal, review, resolve, converge"
+    )
+    demo.add_argument("--dir", help="fleet directory (default: a new temporary one)")
+    demo.add_argument("--keep", action="store_true", help="leave the fleet running afterwards")
+    demo.set_defaults(handler=_guard(_demo))
     group.set_defaults(handler=lambda _a: group.print_help() or 2)
