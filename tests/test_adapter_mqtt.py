@@ -1,0 +1,286 @@
+"""The MQTT adapter against a real mosquitto broker process (tests/_brokers.py).
+
+Covers: mapping, units and flags landing in the buffer; malformed payloads
+counted with reasons; a broker restart mid-stream losing no QoS 1 message and
+storing none twice; the node away while publishing continues (persistent
+session, MQTT 3.1.1 and 5); a failed commit leaving messages unacknowledged
+so the broker redelivers them; TLS with username/password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from _brokers import Mosquitto, find_mosquitto, make_tls_certificates
+
+from twinmesh.adapters import AdapterState, BackoffPolicy, Quality, Reject, Sample, TopicMapping
+from twinmesh.adapters import TopicRule as Rule
+from twinmesh.adapters.mqtt import MqttAdapter, MqttConfig, MqttTls
+from twinmesh.node.telemetry import IngestPipeline, QualityChecker, TagSpec, TelemetryBuffer
+
+pytestmark = pytest.mark.skipif(
+    find_mosquitto() is None,
+    reason="mosquitto not installed (looked on PATH and in /usr/sbin); amqtt not installed either",
+)
+
+UNS = "plant-a/area-1/line-1/cell-1/pump-7"
+PUMP = "plant-a/line-1/pump-7"
+FAST = BackoffPolicy(initial=0.02, maximum=0.2)
+
+
+def run(coro: Coroutine[Any, Any, None], timeout: float = 25.0) -> None:
+    async def bounded() -> None:
+        async with asyncio.timeout(timeout):
+            await coro
+
+    asyncio.run(bounded())
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Any:
+    with Mosquitto(tmp_path / "mosquitto") as b:
+        yield b
+
+
+def reading(i: int, topic: str = f"{UNS}/vibration_rms") -> tuple[str, bytes]:
+    ts = 1_800_000_000_000 + i  # epoch ms: the timestamp makes redeliveries recognisable
+    return topic, json.dumps({"value": i, "timestamp": ts, "unit": "mm/s"}).encode()
+
+
+async def publish(
+    port: int, messages: Sequence[tuple[str, bytes]], *, pace: float = 0.0, **kw: Any
+) -> None:
+    """An at-least-once QoS 1 publisher: on a broker outage it reconnects and re-sends."""
+    i = 0
+    while i < len(messages):
+        try:
+            async with aiomqtt.Client("127.0.0.1", port, timeout=2, **kw) as client:
+                while i < len(messages):
+                    await client.publish(*messages[i], qos=1)  # returns after PUBACK
+                    i += 1
+                    if pace:
+                        await asyncio.sleep(pace)  # a rate, not a wait for a condition
+        except aiomqtt.MqttError:
+            await asyncio.sleep(0.02)  # retry interval while the broker is down
+
+
+async def wait_rows(buf: TelemetryBuffer, n: int, timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while await buf.count() < n:
+            await buf.wait_after(buf.last_seq, timeout=0.5)
+
+
+@asynccontextmanager
+async def running(adapter: MqttAdapter, sink: Any) -> AsyncIterator[MqttAdapter]:
+    task = asyncio.create_task(adapter.run(sink))
+    try:
+        await adapter.wait_for(lambda s: s.state is AdapterState.CONNECTED, timeout=10)
+        yield adapter
+    finally:
+        await adapter.close()
+        await task
+
+
+def adapter(port: int, client_id: str = "node-a", **kw: Any) -> MqttAdapter:
+    mapping = kw.pop("mapping", TopicMapping())
+    cfg = MqttConfig(host="127.0.0.1", port=port, client_id=client_id, mapping=mapping, **kw)
+    return MqttAdapter(cfg, backoff=FAST, rng=random.Random(1))
+
+
+async def values(buf: TelemetryBuffer) -> list[Any]:
+    return [s.sample.value for s in await buf.read_after(0, limit=100_000)]
+
+
+def test_samples_land_with_mapping_units_flags_and_rejects(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    async def body() -> None:
+        mapping = TopicMapping(
+            [
+                Rule(
+                    topic="legacy/{asset}/temp_f",
+                    entity="plant-a/line-1/{asset}",
+                    telemetry="temperature",
+                    unit="°F",
+                )
+            ]
+        )
+        checker = QualityChecker(
+            {
+                (PUMP, "vibration_rms"): TagSpec(unit="mm/s", minimum=0, maximum=50),
+                (PUMP, "temperature"): TagSpec(unit="°C", minimum=-20, maximum=150),
+            }
+        )
+        now = time.time()
+        iso = dt.datetime.fromtimestamp(now - 1, dt.UTC).isoformat()
+        good = [
+            (f"{UNS}/vibration_rms", {"value": 3.2, "timestamp": iso, "unit": "mm/s"}),
+            (
+                f"{UNS}/vibration_rms",
+                {"value": 0.5, "timestamp": (now - 0.9) * 1000, "unit": "in/s"},
+            ),
+            (f"{UNS}/vibration_rms", {"value": 80, "timestamp": (now - 0.8) * 1000}),
+            (
+                f"{UNS}/vibration_rms",
+                {"value": 1, "timestamp": (now - 0.7) * 1000, "quality": "bad"},
+            ),
+            (f"{UNS}/vibration_rms", {"value": 2, "timestamp": (now + 3600) * 1000}),
+        ]
+        malformed = [
+            (f"{UNS}/vibration_rms", b"{not json"),
+            (f"{UNS}/vibration_rms", b'{"timestamp": 1}'),
+            (f"{UNS}/vibration_rms", b'{"value": 1, "quality": "so-so"}'),
+            (f"{UNS}/vibration_rms", b"\xff\xfe"),
+            ("/area-1/line-1/cell-1/pump-7/x", b"1"),  # maps to no valid twin path
+        ]
+        messages = [(t, json.dumps(p).encode()) for t, p in good]
+        messages += [("legacy/pump-7/temp_f", b"212"), *malformed]
+        async with await TelemetryBuffer.open(tmp_path / "t.db") as buf:
+            pipe = IngestPipeline(buf, checker)
+            async with running(adapter(broker.port, mapping=mapping), pipe) as a:
+                await publish(broker.port, messages)
+                status = await a.wait_for(lambda s: s.samples + s.rejects == 11, timeout=10)
+            rows = {(s.sample.name, s.sample.source_ts): s.sample for s in await buf.read_after(0)}
+            by_value = sorted(rows.values(), key=lambda s: s.received_ts)
+            assert len(by_value) == 6
+            vib = [s for s in by_value if s.name == "vibration_rms"]
+            assert [(s.value, s.unit, s.quality) for s in vib] == [
+                (3.2, "mm/s", Quality.GOOD),
+                (pytest.approx(12.7), "mm/s", Quality.UNIT_CONVERTED),
+                (80, "mm/s", Quality.OUT_OF_RANGE),
+                (1, "mm/s", Quality.BAD_STATUS),
+                (2, "mm/s", Quality.FUTURE_TIMESTAMP),
+            ]
+            (temp,) = [s for s in by_value if s.name == "temperature"]
+            assert temp.entity == PUMP and temp.value == pytest.approx(100.0)
+            assert temp.quality == Quality.UNIT_CONVERTED | Quality.NO_SOURCE_TIME
+            assert temp.provenance.source == "legacy/pump-7/temp_f"
+            assert vib[0].source_ts == pytest.approx(now - 1)
+
+            reasons = {
+                "not JSON": 1,
+                "missing value": 1,
+                "unknown quality": 1,
+                "not UTF-8": 1,
+                "unmapped topic": 1,
+            }
+            assert status.rejects_by_reason == reasons
+            stored = [r.reject for r in await buf.rejects()]
+            assert sorted(r.reason for r in stored) == sorted(reasons)
+            assert next(r for r in stored if r.reason == "not UTF-8").payload == b"\xff\xfe"
+            assert status.details["ack_mode"].startswith("manual")
+
+    run(body())
+
+
+def test_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    n = 300
+
+    async def body() -> None:
+        async with await TelemetryBuffer.open(tmp_path / "t.db") as buf:
+            async with running(adapter(broker.port), buf.append) as a:
+                publisher = asyncio.create_task(
+                    publish(
+                        broker.port, [reading(i) for i in range(n)], pace=0.002, identifier="pub"
+                    )
+                )
+                await wait_rows(buf, 100)
+                await asyncio.to_thread(broker.restart)  # SIGTERM: mosquitto saves its sessions
+                await publisher
+                await wait_rows(buf, n)
+                status = a.status()
+            got = await values(buf)
+            assert sorted(got) == list(range(n))  # every message once: none lost, none twice
+            assert status.connects >= 2 and status.failures >= 1
+            assert buf.stored == n
+
+    run(body())
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_node_away_then_back_gets_the_backlog_from_its_session(
+    broker: Mosquitto, tmp_path: Path, protocol: str
+) -> None:
+    async def body() -> None:
+        async with await TelemetryBuffer.open(tmp_path / "t.db") as buf:
+            async with running(adapter(broker.port, protocol=protocol), buf.append):
+                await publish(broker.port, [reading(i) for i in range(10)])
+                await wait_rows(buf, 10)
+            # The node is down; the plant keeps publishing.
+            await publish(broker.port, [reading(i) for i in range(10, 210)])
+            assert await buf.count() == 10
+            # A new process with the same client id resumes the persistent session.
+            async with running(adapter(broker.port, protocol=protocol), buf.append):
+                await wait_rows(buf, 210)
+            assert sorted(await values(buf)) == list(range(210))
+
+    run(body())
+
+
+def test_failed_commit_is_not_acknowledged_so_the_broker_redelivers(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    async def body() -> None:
+        async with await TelemetryBuffer.open(tmp_path / "t.db") as buf:
+            calls = 0
+
+            async def disk_full_once(
+                samples: Sequence[Sample], rejects: Sequence[Reject] = ()
+            ) -> None:
+                nonlocal calls
+                calls += 1
+                if calls == 1:
+                    raise OSError("disk full")
+                await buf.append(samples, rejects)
+
+            async with running(adapter(broker.port), buf.append):
+                pass  # creates the persistent session
+            await publish(broker.port, [reading(i) for i in range(50)])
+            async with running(adapter(broker.port), disk_full_once) as a:
+                await wait_rows(buf, 50)
+                status = a.status()
+            # The first batch failed before its commit; with PUBACK-on-receipt it would
+            # be gone. It was not acknowledged, so the broker sent it again.
+            assert sorted(await values(buf)) == list(range(50))
+            assert status.failures == 1 and status.connects == 2
+
+    run(body())
+
+
+def test_tls_and_password(tmp_path: Path) -> None:
+    ca, cert, key = make_tls_certificates(tmp_path / "pki")
+    tls = MqttTls(ca_file=str(ca))
+
+    async def body(b: Mosquitto) -> None:
+        async with await TelemetryBuffer.open(tmp_path / "t.db") as buf:
+            good = adapter(b.port, tls=tls, username="node-a", password="s3cret")
+            async with running(good, buf.append) as a:
+                ctx = tls.context()
+                await publish(
+                    b.port, [reading(1)], tls_context=ctx, username="plc", password="plc-pw"
+                )
+                await wait_rows(buf, 1)
+                assert a.status().details["broker"].startswith("mqtts://")
+            wrong = adapter(b.port, tls=tls, username="node-a", password="nope")
+            task = asyncio.create_task(wrong.run(buf.append))
+            status = await wrong.wait_for(lambda s: s.failures >= 2, timeout=10)
+            assert status.connects == 0 and status.last_error is not None
+            await wrong.close()
+            await task
+
+    with Mosquitto(
+        tmp_path / "mq", tls=(ca, cert, key), users={"node-a": "s3cret", "plc": "plc-pw"}
+    ) as b:
+        run(body(b))
