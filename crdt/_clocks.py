@@ -25,7 +25,7 @@ seen, so a skewed or stepped-back clock cannot make a later write lose.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -275,6 +275,14 @@ class CausalContext:
             if d.replica == replica and d.counter > best:
                 best = d.counter
         return best
+
+    def vv_entries(self) -> Iterable[tuple[str, int]]:
+        """The contiguous part's (replica, counter) pairs, unsorted and uncopied."""
+        return self._vv.items()
+
+    def cloud_dots(self) -> Collection[Dot]:
+        """The detached dots, uncopied (do not mutate the context while iterating)."""
+        return self._cloud
 
     def vv_items(self) -> list[tuple[str, int]]:
         return sorted(self._vv.items())
