@@ -146,7 +146,10 @@ def _entity_json(entity: Entity) -> dict[str, Any]:
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
         raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
+    except web.HTTPRequestEntityTooLarge as exc:
+        # aiohttp's own 413 is plain text; say it in the API's JSON error shape.
+        exc.text = json.dumps({"error": "body-too-large", "reason": exc.text or "body too large"})
+        exc.content_type = "application/json"
         raise
     ctype = request.content_type
     try:
@@ -466,9 +469,6 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
             )
         siblings = [_sibling_json(s) for s in state.sorted_siblings()]
         now_ms = int(node.clock() * 1000)
-        _, seq = await node.write(
-            lambda s: s.resolve(entity.id, name, value, covering=ctx, author=author, now_ms=now_ms)
-        )
         audit_event = {
             "kind": "resolution",
             "entity": entity.id,
@@ -480,14 +480,18 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
             "at_ms": now_ms,
             "siblings": siblings,
         }
-        await node.write(
-            lambda s: s.append(
+        # One unit: a crash must never keep the resolution without its audit entry.
+        await node.write_many(
+            lambda s, _: s.resolve(
+                entity.id, name, value, covering=ctx, author=author, now_ms=now_ms
+            ),
+            lambda s, seqs: s.append(
                 AUDIT_ENTITY(node.config.name),
                 "events",
-                f"{node.config.name}:{seq}",
+                f"{node.config.name}:{seqs[0]}",
                 audit_event,
                 author=author,
-            )
+            ),
         )
         return web.json_response(_entity_json(entity))
 
@@ -516,6 +520,9 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
                     await response.write(f"data: {json.dumps(event)}\n\n".encode())
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
+                    continue
+                if event.get("type") == "shutdown":
+                    break
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -526,6 +533,13 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "node": node.config.name})
 
+    async def end_feeds(app: web.Application) -> None:
+        # Runs before aiohttp waits for open handlers: an open feed would
+        # otherwise hold a SIGTERM shutdown for aiohttp's whole timeout (60 s).
+        for queue in list(node.feed):
+            queue.put_nowait({"type": "shutdown", "node": node.config.name})
+
     app = web.Application(middlewares=[observe], client_max_size=node.config.max_body_bytes)
     app.add_routes(routes)
+    app.on_shutdown.append(end_feeds)
     return app

@@ -23,7 +23,7 @@ from aiohttp import web
 from yarl import URL
 
 from twinmesh.crdt import RemoteProtocolError
-from twinmesh.sync import Outgoing
+from twinmesh.sync import BatchRefused, Outgoing
 
 from .security import PeerIdentityError, check_peer_identity, peer_node_name
 
@@ -61,10 +61,16 @@ def gossip_app(node: Node) -> web.Application:
         except web.HTTPRequestEntityTooLarge:
             return _refuse(node, 413, "gossip body over the limit", "body-too-large")
         try:
-            engine.receive(body, now=node.clock(), peer=peer)
+            events = engine.receive(body, now=node.clock(), peer=peer)
         except RemoteProtocolError as exc:
             return _refuse(node, 400, exc.reason, "malformed-message")
         await node.persist_journal()
+        refused = [e.reason for e in events if isinstance(e, BatchRefused)]
+        if refused:
+            # The engine kept the good batches (persisted above) and counted each
+            # refusal by reason; the peer is told plainly instead of getting a 200.
+            # Our replies to it stay queued and leave with the next round.
+            return _refuse(node, 422, "; ".join(refused), "batch-refused")
         replies = node.take_outgoing(peer)
         return web.Response(
             body=msgpack.packb([o.data for o in replies]), content_type="application/msgpack"

@@ -167,54 +167,91 @@ class Node:
 
     async def write(self, mutate: Callable[[ReplicaState], Delta]) -> tuple[Delta, int]:
         """Apply a local mutation and return once it is durable: (delta, seq)."""
+        ((delta, seq),) = await self.write_many(lambda state, _seqs: mutate(state))
+        return delta, seq
+
+    async def write_many(
+        self, *mutates: Callable[[ReplicaState, list[int]], Delta]
+    ) -> list[tuple[Delta, int]]:
+        """Apply several local mutations as one unit, durable together (one
+        transaction) or not at all — e.g. a resolution and its audit entry.
+        Each mutator also gets the sequence numbers of the deltas before it."""
         assert self.store is not None and self.engine is not None
-        delta = mutate(self.state)  # raises LocalProtocolError before any change
-        seq = self.engine.commit(delta, durable=False)
+        done: list[tuple[Delta, int]] = []
+        for mutate in mutates:
+            try:
+                delta = mutate(self.state, [seq for _, seq in done])
+            except Exception as exc:
+                if done:
+                    # Earlier deltas of the unit are joined and hold sequence
+                    # numbers that will never reach the disk: stop (crash-only).
+                    self.fail(exc)
+                raise  # the first mutator raises before any change
+            done.append((delta, self.engine.commit(delta, durable=False)))
         try:
-            await self.store.append_local(self.config.name, seq, delta, int(self.clock() * 1000))
+            await self.store.append_local_many(
+                self.config.name, [(seq, d) for d, seq in done], int(self.clock() * 1000)
+            )
         except Exception as exc:
             self.fail(exc)
             raise
-        self.engine.mark_durable(seq)
-        self.metrics.writes += 1
-        self.publish(
-            {"type": "write", "origin": delta.origin, "entity": delta.entity, "field": delta.field}
-        )
-        return delta, seq
+        self.engine.mark_durable(done[-1][1])
+        self.metrics.writes += len(done)
+        for delta, _ in done:
+            self.publish(
+                {
+                    "type": "write",
+                    "origin": delta.origin,
+                    "entity": delta.entity,
+                    "field": delta.field,
+                }
+            )
+        return done
 
     async def persist_journal(self) -> None:
-        """Write what the engine did (sealed, received, compacted) to disk."""
+        """Write what the engine did (sealed, received, compacted) to disk.
+
+        Everything drained is submitted at once, before any await: concurrent
+        callers (gossip handlers, the gossip client) then commit in the order
+        the engine journaled, so a crash can never keep a later batch of an
+        origin without an earlier one (a hole the version vector, rebuilt
+        from the op log, would paper over for good)."""
         assert self.store is not None and self.engine is not None
+        entries = self.engine.drain_journal()
+        if not entries:
+            return
         now_ms = int(self.clock() * 1000)
-        for entry in self.engine.drain_journal():
-            try:
-                if isinstance(entry, BatchStored):
-                    if entry.local:
-                        await self.store.record_sealed(entry.batch)
-                    else:
-                        n = len(entry.applied)
-                        seqs = range(entry.batch.last - n + 1, entry.batch.last + 1)
-                        await self.store.append_batch(
-                            entry.batch, list(zip(seqs, entry.applied, strict=True)), now_ms
-                        )
-                        for d in entry.applied:
-                            self.publish(
-                                {
-                                    "type": "delta",
-                                    "origin": d.origin,
-                                    "entity": d.entity,
-                                    "field": d.field,
-                                }
-                            )
-                elif isinstance(entry, SnapshotStored):
-                    await self.store.put_meta("snapshot", encode_state(self.state))
-                    for origin, n in entry.vv.items():
-                        await self.store.put_meta(f"snapshot-vv:{origin}", str(n).encode())
-                elif isinstance(entry, Compacted):
-                    await self.store.compact(entry.origin, entry.floor)
-            except Exception as exc:
-                self.fail(exc)
-                raise
+        rows: list[tuple[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for entry in entries:
+            if isinstance(entry, BatchStored):
+                if entry.local:
+                    rows += Store.sealed_rows(entry.batch)
+                    continue
+                n = len(entry.applied)
+                seqs = range(entry.batch.last - n + 1, entry.batch.last + 1)
+                rows += Store.batch_rows(
+                    entry.batch, list(zip(seqs, entry.applied, strict=True)), now_ms
+                )
+                events += [
+                    {"type": "delta", "origin": d.origin, "entity": d.entity, "field": d.field}
+                    for d in entry.applied
+                ]
+            elif isinstance(entry, SnapshotStored):
+                rows.append(Store.meta_row("snapshot", encode_state(self.state)))
+                rows += [
+                    Store.meta_row(f"snapshot-vv:{origin}", str(n).encode())
+                    for origin, n in entry.vv.items()
+                ]
+            elif isinstance(entry, Compacted):
+                rows += Store.compact_rows(entry.origin, entry.floor)
+        try:
+            await self.store.write_rows(rows)
+        except Exception as exc:
+            self.fail(exc)
+            raise
+        for event in events:
+            self.publish(event)
 
     # ------------------------------------------------------------ outgoing
 
