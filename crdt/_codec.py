@@ -332,12 +332,10 @@ def _decode_field(r: _Reader, kind: FieldKind, obj: Any, where: str) -> FieldSta
         seq_n = r.integer(seq, f"{where}.seq")
         if (seq_n == 0) != (time is None):
             raise _fail(f"{where}: a written register has a time, an empty one has none")
-        return SingleWriterRegister(
-            r.value(value, f"{where}.value"),
-            seq_n,
-            r.name(writer, f"{where}.writer", allow_empty=seq_n == 0),
-            time,
-        )
+        writer_name = r.name(writer, f"{where}.writer", allow_empty=seq_n == 0)
+        if seq_n == 0 and (value is not None or writer_name):
+            raise _fail(f"{where}: a register never written holds no value and no writer")
+        return SingleWriterRegister(r.value(value, f"{where}.value"), seq_n, writer_name, time)
     if kind is FieldKind.LABEL:
         items = r.array(obj, where)
         if not items:
@@ -355,8 +353,8 @@ def _decode_field(r: _Reader, kind: FieldKind, obj: Any, where: str) -> FieldSta
         for i, raw in enumerate(r.array(entries_raw, f"{where}.entries")):
             w = f"{where}.entries[{i}]"
             element, dots_raw = r.array(raw, w, length=2)
-            if not isinstance(element, str | int | bytes | bool):
-                raise _fail(f"{w}: set elements are strings, integers, booleans or bytes")
+            if not isinstance(element, str | int | bytes) or isinstance(element, bool):
+                raise _fail(f"{w}: set elements are strings, integers or bytes")
             element = r.value(element, f"{w}.element")
             if element in entries:
                 raise _fail(f"{w}: duplicate element {element!r}")

@@ -153,7 +153,10 @@ def check_plain_value(value: Any, *, where: str, _depth: int = 0) -> None:
     to itself, which would break 'equal states encode equal'."""
     if _depth > _MAX_VALUE_DEPTH:
         raise LocalProtocolError(f"{where}: value nested deeper than {_MAX_VALUE_DEPTH}")
-    if value is None or isinstance(value, bool | str | bytes):
+    if value is None or isinstance(value, bool | bytes):
+        return
+    if isinstance(value, str):
+        _check_text(value, where=where)
         return
     if isinstance(value, int):
         if not -(2**63) <= value < 2**64:
@@ -171,9 +174,20 @@ def check_plain_value(value: Any, *, where: str, _depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise LocalProtocolError(f"{where}: map keys must be strings, got {key!r}")
+            _check_text(key, where=where)
             check_plain_value(item, where=where, _depth=_depth + 1)
         return
     raise LocalProtocolError(f"{where}: {type(value).__name__} is not a plain value")
+
+
+def _check_text(text: str, *, where: str) -> None:
+    # A lone surrogate is a valid Python str but not Unicode text: msgpack
+    # cannot encode it, so it would make the whole state unencodable.
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise LocalProtocolError(f"{where}: string holds a lone surrogate") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

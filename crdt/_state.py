@@ -25,7 +25,9 @@ from ._values import canonical
 
 __all__ = ["Delta", "ReplicaState"]
 
-_SET_ELEMENT_TYPES = (str, int, bytes, bool)
+# Not bool: Python treats True as 1 (equal and same hash), so a set could not
+# tell them apart and replicas holding both would encode differently.
+_SET_ELEMENT_TYPES = (str, int, bytes)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +95,7 @@ class ReplicaState:
             raise LocalProtocolError(f"entity {entity_id!r} already exists")
         if not entity_id or len(entity_id) > 256:
             raise LocalProtocolError("entity ids are 1..256 characters")
+        check_plain_value(entity_id, where="entity id")
         self.schema(model)
         delta = Delta(
             origin=self.replica, author=author, entity=entity_id, model=model, home=self.replica
@@ -244,6 +247,7 @@ class ReplicaState:
         entity = self._prepare(entity_id, name, FieldKind.LOG)
         if not isinstance(key, str) or not key or len(key) > 256:
             raise LocalProtocolError("log event ids are strings of 1..256 characters")
+        check_plain_value(key, where=f"{entity_id}.{name} event id")
         event = canonical(event)
         entity.spec(name).check_value(event, where=f"{entity_id}.{name}[{key}]")
         state = entity.field(name)
@@ -354,8 +358,22 @@ class ReplicaState:
         if delta.field is not None and delta.state is not None:
             entity.merge_field(delta.field, delta.state)
 
-    def merge(self, other: ReplicaState) -> None:
-        """In-place join with another replica's whole state (a snapshot)."""
+    def merge(self, other: ReplicaState, *, now_ms: int | None = None) -> None:
+        """In-place join with another replica's whole state (a snapshot).
+
+        Like ``apply``, the join advances our hybrid clock past every timestamp
+        it brings in; otherwise a replica that caught up by snapshot would stamp
+        its next write below a write it has already seen, and lose it."""
+        # Check every header first: a snapshot is joined whole or not at all.
+        for entity_id, theirs in other.entities.items():
+            mine = self.entities.get(entity_id)
+            if mine is not None and mine.header != theirs.header:
+                raise RemoteProtocolError(
+                    f"snapshot has {entity_id} as a {theirs.header.model} at home "
+                    f"{theirs.header.home}; here it is a {mine.header.model} at home "
+                    f"{mine.header.home}"
+                )
+        latest: HybridTime | None = None
         for entity_id in sorted(other.entities):
             theirs = other.entities[entity_id]
             mine = self.entities.get(entity_id)
@@ -363,6 +381,12 @@ class ReplicaState:
                 self.entities[entity_id] = theirs.copy()
             else:
                 mine.merge(theirs)
+            for state in theirs.fields.values():
+                seen = _hybrid_time_of(state)
+                if seen is not None and (latest is None or seen > latest):
+                    latest = seen
+        if latest is not None:
+            self.clock.observe(latest, now_ms if now_ms is not None else 0)
 
     def copy(self, replica: str | None = None) -> ReplicaState:
         new = ReplicaState(replica or self.replica, self.schemas, HybridClock(self.clock.last))
@@ -379,9 +403,9 @@ class ReplicaState:
 
 
 def _check_element(element: Any, *, where: str) -> None:
-    if not isinstance(element, _SET_ELEMENT_TYPES):
+    if not isinstance(element, _SET_ELEMENT_TYPES) or isinstance(element, bool):
         raise LocalProtocolError(
-            f"{where}: set elements are strings, integers, booleans or bytes, not {element!r}"
+            f"{where}: set elements are strings, integers or bytes, not {element!r}"
         )
     check_plain_value(element, where=where)
 

@@ -28,6 +28,48 @@ _ROOT = "text"
 _EMPTY: bytes = pycrdt.Doc().get_update()
 
 
+def _is_yrs_failure(exc: BaseException) -> bool:
+    """pycrdt raises bare ValueError/RuntimeError kinds for bad updates, and a
+    Rust panic inside Yrs (some malformed updates trigger one) surfaces as
+    pyo3's ``PanicException``, which derives from BaseException, not Exception."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+def _with_pending(doc: pycrdt.Doc[Any], *updates: bytes) -> bytes:
+    """``doc``'s canonical update, plus whatever of ``updates`` Yrs still holds back.
+
+    Yrs buffers structs whose causal predecessors are missing (and deletions of
+    items it has not seen) but ``get_update`` leaves that buffer out, so a delta
+    joined ahead of its predecessors would silently vanish. The raw part the
+    document has not integrated is the input's diff against the document's
+    state vector beyond the document's own diff (which is only its delete set);
+    keep it merged into the update until the predecessors arrive, after which
+    the document integrates it and the update is canonical again.
+    """
+    integrated = doc.get_update()
+    state = doc.get_state()
+    rest = pycrdt.get_update(pycrdt.merge_updates(*updates), state)
+    if rest == pycrdt.get_update(integrated, state):
+        return integrated
+    return pycrdt.merge_updates(integrated, rest)
+
+
+def _canonical(update: bytes) -> tuple[bytes, pycrdt.Doc[Any]]:
+    """``update`` re-encoded by a fresh document that integrates it at once.
+
+    Yrs squashes adjacent runs of one client into one block only when they
+    are integrated in the same transaction, so merging the same updates in a
+    different order can leave an equal document split into different blocks:
+    equal text, different bytes, different ``state_digest`` (found by the
+    partition simulator: ``twinmesh sim swarm --seeds 1 --start 294``). A
+    fresh document integrating the whole update in one transaction squashes
+    every adjacent run, which depends on the document alone."""
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    doc.get(_ROOT, type=pycrdt.Text)
+    doc.apply_update(update)
+    return _with_pending(doc, update), doc
+
+
 def yrs_client_id(replica: str) -> int:
     """A stable 52-bit Yrs client id for a replica (fits JavaScript's safe integers)."""
     digest = hashlib.blake2b(replica.encode(), digest_size=8).digest()
@@ -48,7 +90,9 @@ class TextCrdt:
         doc.get(_ROOT, type=pycrdt.Text)
         try:
             doc.apply_update(update)
-        except Exception as exc:  # pycrdt raises several exception kinds
+        except BaseException as exc:
+            if not _is_yrs_failure(exc):
+                raise
             raise RemoteProtocolError(f"text update does not decode: {exc}") from None
         return cls(update)
 
@@ -74,17 +118,21 @@ class TextCrdt:
     def _edit(self, replica: str, index: int, delete: int, insert: str) -> TextCrdt:
         doc = self._document(yrs_client_id(replica))
         text = doc.get(_ROOT, type=pycrdt.Text)
-        length = len(str(text))
+        current = str(text)
+        length = len(current)
         if not 0 <= index <= length or delete < 0 or index + delete > length:
             raise LocalProtocolError(
                 f"text edit at {index} deleting {delete} is outside a text of length {length}"
             )
+        # Our indices count characters; pycrdt's count UTF-8 bytes.
+        start = len(current[:index].encode())
+        end = start + len(current[index : index + delete].encode())
         before = doc.get_state()
         with doc.transaction():
             if delete:
-                del text[index : index + delete]
+                del text[start:end]
             if insert:
-                text.insert(index, insert)
+                text.insert(start, insert)
         return TextCrdt(doc.get_update(before))
 
     def insert(self, index: int, content: str, *, replica: str) -> TextCrdt:
@@ -117,12 +165,15 @@ class TextCrdt:
     def merge(self, other: TextCrdt) -> None:
         # Always re-encode, even for equal or empty input: a delta's bytes are
         # not in canonical form until they have been through a document.
-        doc = self._document()
         try:
+            doc = self._document()
             doc.apply_update(other._update)
-        except Exception as exc:  # pycrdt raises bare ValueError/RuntimeError kinds
+            update, doc = _canonical(_with_pending(doc, self._update, other._update))
+        except BaseException as exc:
+            if not _is_yrs_failure(exc):
+                raise
             raise RemoteProtocolError(f"text update does not decode: {exc}") from None
-        self._update = doc.get_update()
+        self._update = update
         self._doc = doc
 
     def join(self, other: TextCrdt) -> TextCrdt:

@@ -416,10 +416,10 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
         data = await _body(request)
         op = _need(data, "op", str)
         if op == "add":
-            element = _need(data, "element", (str, int, bool))
+            element = _need(data, "element", (str, int))
             await node.write(lambda s: s.add(entity.id, name, element, author=author))
         elif op == "remove":
-            element = _need(data, "element", (str, int, bool))
+            element = _need(data, "element", (str, int))
             await node.write(lambda s: s.remove(entity.id, name, element, author=author))
         elif op == "increment":
             amount = _need(data, "amount", int)
