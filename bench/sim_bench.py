@@ -1,0 +1,343 @@
+"""Simulator benchmark: speed, convergence after heal, catch-up bytes, traffic per write.
+
+Each row is a figure beside its goal (see bench/README.md for how to read
+them). Runs use the real engines with real Ed25519 signatures; the
+simulator's process-wide verification memo is on unless a row says
+otherwise (one row measures it off).
+
+* speed: a 10-plant fleet (plus central), 1 s gossip, one write per plant
+  per second on average, for ``--minutes`` simulated minutes (default 60):
+  simulated / wall time, goal >= 1000x; a 100-plant fleet for
+  ``--minutes-100`` (default 1): goal >= 100x. A missed speed goal prints
+  cProfile's top 15 and where the time goes by package.
+* convergence: halves split for 3 minutes, then heal; gossip rounds until
+  every replica holds every write, against ceil(log2 N) + 2. Reported twice:
+  from the heal (includes waiting out the back-off every engine built up
+  against the unreachable half) and from the first message over a healed link after the
+  heal (the epidemic spread itself). Also one write spreading through a
+  quiet fleet.
+* catch-up bytes: two replicas, split 10 minutes while both write, heal;
+  bytes on the wire until equal, against 1.2 x (the missing deltas encoded
+  as one batch per origin + one digest each way).
+* traffic per write in steady state for 10 and 50 plants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import math
+import pstats
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import Report
+
+from twinmesh.crdt import decode_deltas, encode_deltas
+from twinmesh.sim import Simulation, parse_scenario
+from twinmesh.sim._scenario import FaultSpec, Scenario
+from twinmesh.sync import Digest, encode_message, open_batch
+
+STEADY = """
+[scenario]
+name = "bench-{n}"
+duration = "{duration}s"
+
+[fleet]
+plants = {n}
+central = "central"
+assets_per_plant = 1
+
+[sync]
+gossip_interval = "1s"
+
+[workload]
+rate = "{rate}"
+central_rate = "{rate}"
+
+[workload.mix]
+shared = 25
+add = 8
+remove = 4
+counter = 15
+log = 15
+label = 10
+reported = 15
+text = 3
+stale = 3
+resolve = 2
+
+[liveness]
+timeout = "10m"
+"""
+
+
+def steady(n: int, seconds: float, rate: str = "1/s") -> Scenario:
+    text = STEADY.format(n=n, duration=seconds, rate=rate)
+    return parse_scenario(text, f"<bench {n} plants>")
+
+
+def with_faults(sc: Scenario, *faults: FaultSpec) -> Scenario:
+    return replace(sc, faults=tuple(faults))
+
+
+def speed(report: Report, n: int, minutes: float, goal: float, *, profile: bool) -> None:
+    sc = steady(n, minutes * 60)
+    t0 = time.perf_counter()
+    result = Simulation(sc, 1).run()
+    wall = time.perf_counter() - t0
+    simulated = result.safety_seconds + result.liveness_seconds
+    ratio = simulated / wall
+    met = ratio >= goal
+    report.row(
+        f"speed, {n} plants, {minutes:g} simulated min",
+        ratio,
+        "x real time",
+        reference="wall",
+        ref_value=wall,
+        ref_unit="s",
+        ratio=ratio,
+        goal=f">= {goal:g}x",
+        met=met,
+        note=(
+            f"{result.writes:,} writes, {result.messages:,} messages, {result.events:,} events; "
+            f"checkers {'pass' if result.ok else 'FAIL'}; signatures verified "
+            f"{result.verify_cache.get('misses', 0):,}, "
+            f"memo hits {result.verify_cache.get('hits', 0):,}"
+        ),
+    )
+    if not met and profile:
+        where_time_goes(report, sc.scaled(min(1.0, 120 / sc.duration)), f"{n} plants")
+
+
+def speed_without_memo(report: Report, minutes: float) -> None:
+    """The same short run with and without the verification memo."""
+    walls = {}
+    for memo in (True, False):
+        t0 = time.perf_counter()
+        result = Simulation(steady(10, minutes * 60), 1, verify_cache=memo).run()
+        walls[memo] = time.perf_counter() - t0
+    simulated = result.safety_seconds + result.liveness_seconds
+    report.row(
+        f"speed, 10 plants, {minutes:g} min, every signature verified at every replica",
+        simulated / walls[False],
+        "x real time",
+        reference="with the memo",
+        ref_value=simulated / walls[True],
+        ref_unit="x",
+        goal="(memo off, for comparison)",
+    )
+
+
+def where_time_goes(report: Report, sc: Scenario, label: str) -> None:
+    prof = cProfile.Profile()
+    prof.enable()
+    Simulation(sc, 1).run()
+    prof.disable()
+    stream = io.StringIO()
+    stats = pstats.Stats(prof, stream=stream)
+    stats.sort_stats("tottime").print_stats(15)
+    print(f"\n-- cProfile, {label}, {sc.duration:g} simulated s: top 15 by own time")
+    print("\n".join(stream.getvalue().splitlines()[4:30]))
+    by_part: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        total += tottime
+        by_part[_part(filename)] += tottime
+    parts = sorted(by_part.items(), key=lambda kv: -kv[1])
+    summary = ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in parts[:7])
+    report.note(f"where the time goes ({label}): {summary}")
+
+
+def _part(filename: str) -> str:
+    for key, name in (
+        ("sync/_messages", "sync wire decode/encode"),
+        ("sync/_engine", "sync engine"),
+        ("sync/_identity", "signatures"),
+        ("/sim/", "simulator (loop, network, oracle, checkers)"),
+        ("crdt/_codec", "crdt codec"),
+        ("/crdt/", "crdt merge"),
+        ("msgpack", "msgpack"),
+        ("cryptography", "signatures"),
+        ("pycrdt", "pycrdt (text)"),
+        ("_collections_abc", "Mapping protocol (VersionVector)"),
+        ("dataclasses", "dataclasses"),
+        ("heapq", "simulator (loop, network, oracle, checkers)"),
+    ):
+        if key in filename:
+            return name
+    return "builtins/other" if filename.startswith("~") or "<" in filename else "other"
+
+
+def convergence(report: Report, n: int, seeds: int) -> None:
+    goal = math.ceil(math.log2(n + 1)) + 2
+    base = steady(n, 240, rate="1/10s")
+    split = FaultSpec(kind="halves", at=60.0, duration=180.0, where="bench")
+    total, spread = [], []
+    for seed in range(1, seeds + 1):
+        r = Simulation(with_faults(base, split), seed).run()
+        assert r.rounds_after_heal is not None, f"{n} plants, seed {seed}: did not converge"
+        total.append(r.rounds_after_heal)
+        spread.append(r.rounds_after_heal - (r.first_crossing_rounds or 0.0))
+    med = statistics.median(total)
+    report.row(
+        f"rounds to converge after heal, {n} plants (median of {seeds})",
+        med,
+        "rounds",
+        reference="worst",
+        ref_value=max(total),
+        ref_unit="rounds",
+        ratio=med / goal,
+        goal=f"<= ceil(log2 {n + 1})+2 = {goal}",
+        met=med <= goal,
+        note="includes waiting out the back-off (up to backoff_max = 60 s) the split built up",
+    )
+    med_spread = statistics.median(spread)
+    report.row(
+        f"rounds from first message over a healed link to converged, {n} plants",
+        med_spread,
+        "rounds",
+        reference="worst",
+        ref_value=max(spread),
+        ref_unit="rounds",
+        ratio=med_spread / goal,
+        goal=f"<= {goal}",
+        met=med_spread <= goal,
+    )
+
+
+def dissemination(report: Report, n: int) -> None:
+    """One write into a quiet, connected fleet: rounds until everyone has it."""
+    goal = math.ceil(math.log2(n + 1)) + 2
+    sc = steady(n, 30, rate="0/s")
+    sim = Simulation(sc, 1)
+    sim.workload.bootstrap()
+    for node in sim.nodes.values():
+        sim._after(node)
+    sim.loop.run_until(20.0)  # everyone has every creation; quiet
+    origin = sim.names[1]
+    engine = sim.nodes[origin].engine
+    t0 = sim.loop.now
+    from twinmesh.sim._oracle import RegisterWrite
+
+    delta = engine.state.write(
+        f"{origin}/pump-1", "owner", "bench", author="b", now_ms=sim.wall_ms(origin)
+    )
+    sim.commit(
+        origin, delta, RegisterWrite(entity=f"{origin}/pump-1", field="owner", value="bench")
+    )
+    want = sim.oracle.total[origin]
+    while any(n_.engine.vv[origin] < want for n_ in sim.nodes.values()):
+        sim.loop.run_until(sim.loop.now + 0.05)
+    rounds = (sim.loop.now - t0) / sc.sync.gossip_interval
+    report.row(
+        f"rounds for one write to reach all {n + 1} replicas (quiet fleet, fanout 2)",
+        rounds,
+        "rounds",
+        goal=f"<= ceil(log2 {n + 1})+2 = {goal}",
+        met=rounds <= goal,
+    )
+
+
+def catch_up(report: Report, minutes: float) -> None:
+    text = STEADY.format(n=2, duration=minutes * 60, rate="1/s")
+    text = text.replace('central = "central"', 'central = ""')
+    sc = parse_scenario(text, "<bench catch-up>")
+    sc = with_faults(
+        sc, FaultSpec(kind="isolate", plant="plant-1", at=0.0, duration=minutes * 60, where="bench")
+    )
+    reference: list[int] = []
+
+    def at_heal(sim: Simulation) -> None:
+        a, b = (sim.nodes[n].engine for n in sim.names)
+        ideal = 0
+        for src, dst in ((a, b), (b, a)):
+            src._seal()
+            have = dst.vv[src.replica]
+            missing = []
+            for batch in src.log.get(src.replica, []):
+                _, first, _, payload = open_batch(batch.blob)
+                for i, d in enumerate(decode_deltas(payload)):
+                    if first + i > have:
+                        missing.append(d)
+            ideal += len(encode_deltas(missing)) if missing else 0
+            ideal += len(
+                encode_message(Digest(sender=src.replica, vv=src.vv, members=src._member_infos()))
+            )
+        reference.append(ideal)
+
+    r = Simulation(sc, 1).run(on_heal=at_heal)
+    ratio = r.catch_up_bytes / reference[0]
+    report.row(
+        f"catch-up bytes after a {minutes:g}-minute split, 2 replicas writing 1/s each",
+        r.catch_up_bytes,
+        "B",
+        reference="missing deltas + digests",
+        ref_value=reference[0],
+        ref_unit="B",
+        ratio=ratio,
+        goal="<= 1.2x reference",
+        met=ratio <= 1.2,
+        note=f"{r.catch_up_messages} messages; checkers {'pass' if r.ok else 'FAIL'}",
+    )
+
+
+def traffic(report: Report, n: int, seconds: float) -> None:
+    r = Simulation(steady(n, seconds), 1).run()
+    report.row(
+        f"messages per write, steady state, {n} plants",
+        r.messages_per_write,
+        "msgs",
+        goal="(report)",
+        note=f"{r.writes:,} writes in {seconds:g} simulated s",
+    )
+    report.row(
+        f"bytes per write, steady state, {n} plants",
+        r.bytes_per_write,
+        "B",
+        goal="(report)",
+        note=f"{r.bytes / max(r.messages, 1):,.0f} B per message on average",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument(
+        "--minutes", type=float, default=60.0, help="simulated minutes, 10-plant speed run"
+    )
+    p.add_argument(
+        "--minutes-100", type=float, default=1.0, help="simulated minutes, 100-plant run"
+    )
+    p.add_argument("--seeds", type=int, default=5, help="seeds per convergence figure")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: proves the benchmark runs")
+    p.add_argument("--no-profile", action="store_true", help="skip cProfile on a missed speed goal")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.minutes, args.minutes_100, args.seeds = 1.0, 0.1, 1
+    report = Report("simulator (sim_bench)")
+    speed(report, 10, args.minutes, 1000.0, profile=not args.no_profile and not args.quick)
+    speed_without_memo(report, min(args.minutes, 2.0))
+    speed(report, 100, args.minutes_100, 100.0, profile=not args.no_profile and not args.quick)
+    for n in (10,) if args.quick else (10, 50):
+        convergence(report, n, args.seeds)
+    for n in (10,) if args.quick else (10, 50, 100):
+        dissemination(report, n)
+    catch_up(report, 1.0 if args.quick else 10.0)
+    traffic(report, 10, 60.0 if args.quick else 300.0)
+    traffic(report, 50, 20.0 if args.quick else 120.0)
+    report.print()
+    if args.json:
+        report.write_json(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

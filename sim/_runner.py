@@ -1,0 +1,684 @@
+"""One simulation run: a fleet of real SyncEngines on a virtual clock.
+
+Phases (FoundationDB's simulation tests; Jepsen's "final generator"):
+
+1. **Safety.** From t=0 the workload writes while the scenario's (and, in
+   swarm mode, the seed's own) faults play out. Checkers that can be
+   checked at any instant run throughout: version vectors never go back,
+   the oracle's account of applied deltas matches every engine, a message
+   delivered twice in a row changes nothing, honest messages are never
+   refused; every ``check_every`` one random replica's whole state is
+   compared with the oracle, and at the end of the phase every replica's.
+2. **Liveness.** Writes stop; every fault is healed, every crashed replica
+   restarted. The fleet must converge — every replica holding every
+   acknowledged write, byte-identical — within the round bound. Then every
+   replica is compared with the oracle once more.
+
+Time: the engines get the virtual clock (monotonic, like aioquic's
+``loop.time()``): timers, timeouts and eviction work on true elapsed time,
+so a clock fault cannot stall gossip. Each replica's *wall* clock —
+``EPOCH`` + virtual time + its skew, which faults set and jump — is what its
+writes are stamped with (``now_ms``), which is what clock skew affects in a
+real node: the hybrid clock of labels and the provisional choice of shared
+fields.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twinmesh.crdt import (
+    Delta,
+    RemoteProtocolError,
+    ReplicaState,
+    VersionVector,
+    state_digest,
+)
+from twinmesh.crdt.demo_models import PUMP_SCHEMAS
+from twinmesh.sync import (
+    BatchRefused,
+    DeltasApplied,
+    Event,
+    FleetAuthority,
+    MemberInfo,
+    SnapshotApplied,
+    SyncEngine,
+    verify_signature,
+)
+
+from ._checkers import Findings, Verdict, compare_replica
+from ._faults import FaultController, FaultRecord
+from ._loop import EventLoop
+from ._network import Network, NetworkStats
+from ._oracle import Op, Oracle
+from ._rng import Rngs
+from ._scenario import Scenario
+from ._swarm import SwarmDraw, draw_swarm
+from ._trace import Trace
+from ._workload import Workload, WorkloadStats
+
+__all__ = ["EPOCH", "RunResult", "Simulation", "VerifyMemo", "run_scenario"]
+
+EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: replicas' wall clocks start here
+
+
+class VerifyMemo:
+    """A process-wide memo of Ed25519 verification.
+
+    Verification is a pure function of (key, signature, bytes), and in a
+    simulation every replica verifies the same relayed batch; doing it once
+    per distinct batch keeps real signatures affordable (each distinct
+    signature is still really checked). ``--no-verify-cache`` turns it off.
+    """
+
+    __slots__ = ("_memo", "hits", "misses")
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(self, public_key: bytes, signature: bytes, data: bytes) -> bool:
+        key = (public_key, signature, data)
+        ok = self._memo.get(key)
+        if ok is None:
+            self.misses += 1
+            ok = self._memo[key] = verify_signature(public_key, signature, data)
+        else:
+            self.hits += 1
+        return ok
+
+
+@dataclass(slots=True)
+class _Node:
+    name: str
+    engine: SyncEngine
+    prev_vv: VersionVector
+    prev_plain: dict[str, int] = field(default_factory=dict)
+    up: bool = True
+    token: int = 0
+    timer_at: float = math.inf
+    skew: float = 0.0
+    crashed: list[list[float]] = field(default_factory=list)  # [start, end]
+    status: list[tuple[float, str]] = field(default_factory=list)  # connectivity changes
+    converged_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    scenario: str
+    scenario_path: str
+    seed: int
+    swarm: bool
+    scale: float
+    nodes: tuple[str, ...]
+    trace_hash: str
+    trace_events: int
+    verdicts: tuple[Verdict, ...]
+    ok: bool
+    command: str
+    wall_seconds: float
+    safety_seconds: float  # simulated
+    liveness_seconds: float  # simulated, heal -> converged (or timeout)
+    converged: bool
+    rounds_after_heal: float | None
+    # heal -> first message delivered over a link that was down at the heal
+    # (the wait for back-off to expire); None if nothing was down
+    first_crossing_rounds: float | None
+    round_goal: int
+    round_bound: int
+    gossip_interval: float
+    writes: int
+    writes_by_kind: dict[str, int]
+    unavailable: int
+    conflicts_at_heal: int
+    conflicts_final: int
+    resolutions: int
+    messages: int
+    bytes: int
+    messages_per_write: float
+    bytes_per_write: float
+    snapshots: int
+    catch_up_messages: int  # sent from heal until convergence
+    catch_up_bytes: int
+    network: dict[str, Any]
+    probes: int
+    verify_cache: dict[str, int]
+    faults: tuple[FaultRecord, ...]
+    crashes: dict[str, list[list[float]]]
+    status: dict[str, list[tuple[float, str]]]
+    converged_at: dict[str, float | None]
+    lag_times: tuple[float, ...]
+    lag: dict[str, list[int]]
+    swarm_draw: SwarmDraw | None
+    events: int
+    final_digest: str | None
+
+
+class Simulation:
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int,
+        *,
+        swarm: bool = False,
+        verify_cache: bool = True,
+        command: str = "",
+        lag_samples: int = 120,
+    ) -> None:
+        self.seed = seed
+        self.command = command
+        rngs = Rngs(seed)
+        self.swarm_draw: SwarmDraw | None = None
+        if swarm:
+            scenario, self.swarm_draw = draw_swarm(scenario, rngs.get("swarm"))
+        self.scenario = scenario
+        self.loop = EventLoop()
+        self.trace = Trace()
+        self.findings = Findings()
+        fleet = scenario.fleet
+        self.names = fleet.nodes
+        keys = rngs.get("keys")
+        authority = FleetAuthority(keys)
+        identities = {n: authority.new_identity(n, keys) for n in self.names}
+        seeds = [
+            MemberInfo(credential=identities[n].credential, address=n, last_contact=-1.0)
+            for n in self.names
+        ]
+        self.memo = VerifyMemo() if verify_cache else None
+        verify = self.memo if self.memo is not None else verify_signature
+        self.nodes: dict[str, _Node] = {}
+        for n in self.names:
+            engine = SyncEngine(
+                identity=identities[n],
+                state=ReplicaState(n, PUMP_SCHEMAS),
+                fleet_public_key=authority.public_key,
+                seeds=seeds,
+                address=n,
+                config=scenario.sync,
+                rng=rngs.get(f"engine:{n}"),
+                now=0.0,
+                verify=verify,
+            )
+            self.nodes[n] = _Node(name=n, engine=engine, prev_vv=engine.vv)
+        profiles = {
+            (a, b): scenario.links.profile_for(fleet, a, b)
+            for a in self.names
+            for b in self.names
+            if a != b
+        }
+        self.network = Network(
+            loop=self.loop,
+            rng=rngs.get("network"),
+            trace=self.trace,
+            profiles=profiles,
+            deliver=self._deliver,
+            on_change=self._links_changed,
+        )
+        self.oracle = Oracle(self.names)
+        self.workload = Workload(
+            spec=scenario.workload, fleet=fleet, rng=rngs.get("workload"), loop=self.loop, host=self
+        )
+        self.faults = FaultController(
+            loop=self.loop,
+            network=self.network,
+            rng=rngs.get("faults"),
+            trace=self.trace,
+            host=self,
+            nodes=self.names,
+        )
+        self.checks_rng = rngs.get("checks")
+        self.phase = "safety"
+        self.heal_at: float | None = None
+        self.converged_at: float | None = None
+        self.first_crossing: float | None = None
+        self._healed_links: set[tuple[str, str]] = set()
+        self._converged_count = 0
+        self._done = False
+        self.probes = 0
+        self.snapshots = 0
+        self.lag_times: list[float] = []
+        self.lag: dict[str, list[int]] = {n: [] for n in self.names}
+        self._lag_every = max(scenario.duration / lag_samples, scenario.sync.gossip_interval)
+        self.final_digest: str | None = None
+        self._traffic_at_heal = (0, 0)
+        for node in self.nodes.values():
+            node.status.append((0.0, "ok"))
+
+    # ------------------------------------------------------------ host API
+
+    def state_of(self, node: str) -> ReplicaState | None:
+        n = self.nodes[node]
+        return n.engine.state if n.up else None
+
+    def applied_of(self, node: str) -> dict[str, int]:
+        return dict(self.oracle.applied[node])
+
+    def wall_ms(self, node: str) -> int:
+        return int((EPOCH + self.loop.now + self.nodes[node].skew) * 1000)
+
+    def commit(self, node: str, delta: Delta, op: Op) -> None:
+        n = self.nodes[node]
+        self.findings.checked("local-writes")
+        seq = n.engine.commit(delta)
+        self.oracle.record(node, seq, op, self.loop.now)
+        self.trace.record(self.loop.now, "write", node, seq, repr(op))
+        self._after(n)
+
+    def violation(self, checker: str, message: str) -> None:
+        self.findings.fail(checker, f"t={self.loop.now:.3f}: {message}")
+
+    def checked(self, checker: str) -> None:
+        self.findings.checked(checker)
+
+    def crash(self, node: str) -> None:
+        n = self.nodes[node]
+        if not n.up:
+            return
+        n.up = False
+        n.token += 1
+        n.timer_at = math.inf
+        n.crashed.append([self.loop.now, math.inf])
+        self.trace.record(self.loop.now, "crash", node)
+
+    def restart(self, node: str) -> None:
+        n = self.nodes[node]
+        if n.up:
+            return
+        n.up = True
+        n.crashed[-1][1] = self.loop.now
+        n.engine.restart(self.loop.now)
+        self.trace.record(self.loop.now, "restart", node)
+        self._after(n)
+
+    def set_skew(self, node: str, seconds: float) -> None:
+        self.nodes[node].skew = seconds
+        self.trace.record(self.loop.now, "skew", node, repr(seconds))
+
+    def jump_clock(self, node: str, seconds: float) -> None:
+        self.nodes[node].skew += seconds
+        self.trace.record(self.loop.now, "jump", node, repr(seconds))
+
+    # ------------------------------------------------------------ engine driving
+
+    def _after(self, n: _Node) -> None:
+        engine = n.engine
+        out = engine.messages_to_send()
+        if out:
+            send = self.network.send
+            for o in out:
+                send(n.name, o.peer, o.data)
+        if n.up:
+            nt = engine.next_timer()
+            if nt != n.timer_at:
+                n.timer_at = nt
+                n.token += 1
+                self.loop.at(nt, self._on_timer, n, n.token)
+        if engine.vv is not n.prev_vv:
+            self._vv_changed(n)
+
+    def _on_timer(self, n: _Node, token: int) -> None:
+        if token != n.token or not n.up:
+            return
+        n.timer_at = math.inf
+        n.engine.handle_timer(self.loop.now)
+        self._after(n)
+
+    def _vv_changed(self, n: _Node) -> None:
+        vv = n.engine.vv
+        # Plain dicts (items_sorted is one C-level call): this runs after every
+        # event that moved a vector, and the Mapping protocol is slow at 100 members.
+        new = dict(vv.items_sorted())
+        prev = n.prev_plain
+        findings = self.findings
+        findings.checked("vv-monotonic")
+        get = new.get
+        for r, k in prev.items():
+            if get(r, 0) < k:
+                findings.fail(
+                    "vv-monotonic",
+                    f"t={self.loop.now:.3f}: {n.name} vv[{r}] went {k} -> {get(r, 0)}",
+                )
+        n.prev_vv = vv
+        n.prev_plain = new
+        applied = self.oracle.applied[n.name]
+        findings.checked("vv-accounting")
+        if new != applied:
+            findings.fail(
+                "vv-accounting",
+                f"t={self.loop.now:.3f}: {n.name} engine vv {new} != oracle {applied}",
+            )
+        if self.phase == "liveness":
+            total = self.oracle.total
+            if n.converged_at is None and applied == total:
+                n.converged_at = self.loop.now
+                self._converged_count += 1
+                if self._converged_count == len(self.nodes):
+                    self._all_converged()
+
+    def _deliver(self, src: str, dst: str, data: bytes, twice: bool) -> None:
+        if self._healed_links and (src, dst) in self._healed_links:
+            self._healed_links.clear()
+            self.first_crossing = self.loop.now
+        n = self.nodes[dst]
+        if not n.up:
+            self.network.drop_down(src, dst, data)
+            return
+        self._receive(n, src, data)
+        if twice:
+            self._probe(n, src, data)
+
+    def _receive(self, n: _Node, src: str, data: bytes) -> list[Event]:
+        now = self.loop.now
+        self.findings.checked("no-refusals")
+        events: list[Event]
+        try:
+            events = n.engine.receive(data, now=now, peer=src)
+        except RemoteProtocolError as exc:
+            self.findings.fail(
+                "no-refusals", f"t={now:.3f}: {n.name} refused a message from {src}: {exc.reason}"
+            )
+            events = []
+        oracle = self.oracle
+        for ev in events:
+            if isinstance(ev, DeltasApplied):
+                oracle.delivered(n.name, ev.origin, ev.first, ev.last, now)
+            elif isinstance(ev, SnapshotApplied):
+                self.snapshots += 1
+                oracle.snapshot(n.name, ev.vv, now)
+                self.trace.record(now, "snapshot", n.name, ev.sender)
+            elif isinstance(ev, BatchRefused):
+                self.findings.fail(
+                    "no-refusals",
+                    f"t={now:.3f}: {n.name} refused a batch of {ev.origin} from {src}: {ev.reason}",
+                )
+        if oracle.problems:
+            for p in oracle.problems:
+                self.findings.fail("vv-accounting", p)
+            oracle.problems.clear()
+        self._after(n)
+        return events
+
+    def _probe(self, n: _Node, src: str, data: bytes) -> None:
+        """The same bytes again, back to back: the state must not move."""
+        self.probes += 1
+        engine = n.engine
+        vv, digest = engine.vv, state_digest(engine.state)
+        self.findings.checked("idempotent-delivery")
+        self._receive(n, src, data)
+        if engine.vv != vv or state_digest(engine.state) != digest:
+            self.findings.fail(
+                "idempotent-delivery",
+                f"t={self.loop.now:.3f}: redelivering a message from {src} changed {n.name}",
+            )
+
+    def _links_changed(self) -> None:
+        now = self.loop.now
+        names = self.names
+        up = self.network.is_up
+        for a in names:
+            total = 0
+            ok = 0
+            for b in names:
+                if a != b:
+                    total += 2
+                    ok += up(a, b) + up(b, a)
+            status = "ok" if ok == total else ("isolated" if ok == 0 else "partial")
+            node = self.nodes[a]
+            if node.status[-1][1] != status:
+                if node.status[-1][0] == now:
+                    node.status[-1] = (now, status)
+                else:
+                    node.status.append((now, status))
+
+    # ------------------------------------------------------------ sampling & checks
+
+    def _sample_lag(self) -> None:
+        self.lag_times.append(self.loop.now)
+        for name in self.names:
+            self.lag[name].append(self.oracle.lag(name))
+
+    def _lag_tick(self) -> None:
+        if self._done:
+            return
+        self._sample_lag()
+        every = self._lag_every if self.phase == "safety" else self.scenario.sync.gossip_interval
+        self.loop.at(self.loop.now + every, self._lag_tick)
+
+    def _check_one(self) -> None:
+        if self.phase != "safety":
+            return
+        name = self.checks_rng.choice(self.names)
+        self._compare(name, final=False, when=f"t={self.loop.now:.1f}")
+        every = self.scenario.check_every or self.scenario.duration / 10
+        self.loop.at(self.loop.now + every, self._check_one)
+
+    def _compare(self, name: str, *, final: bool, when: str) -> None:
+        vector = self.oracle.total if final else self.oracle.applied[name]
+        compare_replica(
+            self.oracle,
+            name,
+            self.nodes[name].engine.state,
+            vector,
+            self.findings,
+            final=final,
+            when=when,
+        )
+
+    def _all_converged(self) -> None:
+        digests = {name: state_digest(n.engine.state) for name, n in self.nodes.items()}
+        self.findings.checked("convergence")
+        if len(set(digests.values())) != 1:
+            groups: dict[str, list[str]] = {}
+            for name, d in digests.items():
+                groups.setdefault(d[:12], []).append(name)
+            self.findings.fail(
+                "convergence",
+                f"t={self.loop.now:.3f}: every vv equal but states differ: {groups}",
+            )
+        else:
+            self.final_digest = next(iter(digests.values()))
+        self.converged_at = self.loop.now
+        self._done = True
+
+    # ------------------------------------------------------------ the run
+
+    def run(self, on_heal: Callable[[Simulation], None] | None = None) -> RunResult:
+        """Both phases; ``on_heal`` (benchmarks) sees the fleet just before the heal."""
+        wall0 = time.perf_counter()
+        sc = self.scenario
+        self.workload.bootstrap()
+        for node in self.nodes.values():
+            self._after(node)
+        self.faults.schedule(sc.faults)
+        self.workload.start(end=sc.duration)
+        self.loop.at(0.0, self._lag_tick)
+        self.loop.at((sc.check_every or sc.duration / 10), self._check_one)
+        # Events at exactly the end (a fault scheduled to end with the phase)
+        # belong to the heal, so the liveness figures see what it healed.
+        self.loop.run_until(sc.duration, inclusive=False)
+
+        # End of safety: every replica against what it has applied.
+        for name in self.names:
+            self._compare(name, final=False, when=f"t={self.loop.now:.1f} (end of safety)")
+        conflicts_at_heal = max(len(n.engine.state.conflicts()) for n in self.nodes.values())
+
+        # Liveness: heal everything, restart the crashed, stop writing.
+        if on_heal is not None:
+            on_heal(self)
+        self.phase = "liveness"
+        self.workload.stop()
+        self.faults.stop()
+        self._healed_links = {
+            (a, b)
+            for a in self.names
+            for b in self.names
+            if a != b and not (self.network.is_up(a, b) and self.nodes[a].up and self.nodes[b].up)
+        }
+        self.network.heal_all()
+        self.heal_at = self.loop.now
+        self._traffic_at_heal = self._traffic()
+        self.trace.record(self.loop.now, "heal-all")
+        for name in self.names:
+            self.restart(name)
+        total = self.oracle.total
+        for node in self.nodes.values():
+            if node.converged_at is None and self.oracle.applied[node.name] == total:
+                node.converged_at = self.loop.now
+                self._converged_count += 1
+        if self._converged_count == len(self.nodes):
+            self._all_converged()
+        self._sample_lag()
+        self.loop.run_until(self.heal_at + sc.liveness.timeout, stop=lambda: self._done)
+        self._sample_lag()
+        return self._finish(wall0, conflicts_at_heal)
+
+    def _traffic(self) -> tuple[int, int]:
+        """(messages, bytes) the engines have sent so far."""
+        metrics = [n.engine.metrics for n in self.nodes.values()]
+        return sum(m.messages_sent for m in metrics), sum(m.bytes_sent for m in metrics)
+
+    def _finish(self, wall0: float, conflicts_at_heal: int) -> RunResult:
+        sc = self.scenario
+        findings = self.findings
+        assert self.heal_at is not None
+        interval = sc.sync.gossip_interval
+        goal = math.ceil(math.log2(max(len(self.names), 2))) + 2
+        bound = sc.round_bound()
+        rounds = None
+        first_rounds = None
+        converged = self.converged_at is not None and self.final_digest is not None
+        findings.checked("convergence")
+        findings.checked("liveness")
+        if self.converged_at is None:
+            lagging = {n: self.oracle.lag(n) for n in self.names if self.oracle.lag(n)}
+            findings.fail(
+                "convergence",
+                f"not converged {sc.liveness.timeout:g} s after heal; "
+                f"writes missing per replica: {lagging}",
+            )
+            findings.fail(
+                "liveness", f"no convergence within the {sc.liveness.timeout:g} s timeout"
+            )
+        else:
+            rounds = (self.converged_at - self.heal_at) / interval
+            if self.first_crossing is not None:
+                first_rounds = (self.first_crossing - self.heal_at) / interval
+            if rounds > bound:
+                findings.fail(
+                    "liveness",
+                    f"converged after {rounds:.1f} rounds, bound {bound} (goal {goal})",
+                )
+        # Final: every replica against every acknowledged write.
+        for name in self.names:
+            self._compare(name, final=True, when="final")
+        queues = {}
+        for name, n in self.nodes.items():
+            queues[name] = [
+                (c.key, tuple(str(s.dot) for s in c.siblings), str(c.provisional.dot))
+                for c in n.engine.state.conflicts()
+            ]
+        findings.checked("conflict-queue", len(queues))
+        expected_keys = sorted(
+            f"{e}#{f}"
+            for (e, f), reg in self.oracle.registers.items()
+            if len(reg.siblings(self.oracle.total)) > 1
+        )
+        reference = queues[self.names[0]]
+        for name, q in queues.items():
+            if q != reference:
+                findings.fail(
+                    "conflict-queue",
+                    f"{name} shows {q[:3]}..., {self.names[0]} shows {reference[:3]}...",
+                )
+            if sorted(k for k, _, _ in q) != expected_keys:
+                findings.fail(
+                    "conflict-queue",
+                    f"{name} queue {sorted(k for k, _, _ in q)} "
+                    f"!= oracle's concurrent writes {expected_keys}",
+                )
+        verdicts = tuple(findings.verdicts())
+        ok = all(v.ok for v in verdicts)
+        messages, nbytes = self._traffic()
+        heal_messages, heal_bytes = self._traffic_at_heal
+        writes = len(self.oracle.writes)
+        stats: NetworkStats = self.network.stats
+        wl: WorkloadStats = self.workload.stats
+        return RunResult(
+            scenario=sc.name,
+            scenario_path=sc.path,
+            seed=self.seed,
+            swarm=self.swarm_draw is not None,
+            scale=sc.scale,
+            nodes=self.names,
+            trace_hash=self.trace.hexdigest(),
+            trace_events=self.trace.events,
+            verdicts=verdicts,
+            ok=ok,
+            command=self.command,
+            wall_seconds=time.perf_counter() - wall0,
+            safety_seconds=sc.duration,
+            liveness_seconds=(self.converged_at or self.loop.now) - self.heal_at,
+            converged=converged,
+            rounds_after_heal=rounds,
+            first_crossing_rounds=first_rounds,
+            round_goal=goal,
+            round_bound=bound,
+            gossip_interval=interval,
+            writes=writes,
+            writes_by_kind=dict(sorted(wl.acknowledged.items())),
+            unavailable=wl.unavailable,
+            conflicts_at_heal=conflicts_at_heal,
+            conflicts_final=len(reference),
+            resolutions=self.oracle.resolutions,
+            messages=messages,
+            bytes=nbytes,
+            messages_per_write=messages / writes if writes else 0.0,
+            bytes_per_write=nbytes / writes if writes else 0.0,
+            snapshots=self.snapshots,
+            catch_up_messages=messages - heal_messages,
+            catch_up_bytes=nbytes - heal_bytes,
+            network={
+                "sent": stats.sent,
+                "delivered": stats.delivered,
+                "duplicated": stats.duplicated,
+                "reordered": stats.reordered,
+                "held_by_clog": stats.held,
+                "dropped": dict(sorted(stats.dropped.items())),
+            },
+            probes=self.probes,
+            verify_cache=(
+                {"hits": self.memo.hits, "misses": self.memo.misses} if self.memo else {}
+            ),
+            faults=tuple(self.faults.timeline),
+            crashes={
+                n: [list(c) for c in node.crashed] for n, node in self.nodes.items() if node.crashed
+            },
+            status={n: list(node.status) for n, node in self.nodes.items()},
+            converged_at={n: node.converged_at for n, node in self.nodes.items()},
+            lag_times=tuple(self.lag_times),
+            lag={n: list(v) for n, v in self.lag.items()},
+            swarm_draw=self.swarm_draw,
+            events=self.loop.processed,
+            final_digest=self.final_digest,
+        )
+
+
+def run_scenario(
+    scenario: Scenario,
+    seed: int,
+    *,
+    swarm: bool = False,
+    verify_cache: bool = True,
+    command: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> RunResult:
+    sim = Simulation(scenario, seed, swarm=swarm, verify_cache=verify_cache, command=command)
+    result = sim.run()
+    if progress is not None:
+        progress(f"seed {seed}: {'ok' if result.ok else 'FAILED'}")
+    return result
