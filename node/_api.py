@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -528,6 +529,24 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
         finally:
             node.feed.discard(queue)
         return response
+
+    @routes.post("/v1/members")
+    async def add_member(request: web.Request) -> web.Response:
+        """Admins point the node at a (new) member's gossip address. Its key
+        is learned from gossip and must be vouched for by the fleet key."""
+        require(request, Role.ADMIN)
+        data = await _body(request)
+        name = _need(data, "name", str)
+        url = _need(data, "url", str)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+            return _error(400, "bad-name", f"{name!r} is not a node name (a-z, 0-9, '-')")
+        if not url.startswith("https://") or len(url) > 512:
+            return _error(400, "bad-url", "gossip is mutual TLS: the url must be https://HOST:PORT")
+        if name == node.config.name:
+            return _error(422, "self", "a node is not its own peer")
+        assert node.engine is not None
+        node.engine.members_hint(name, url)
+        return web.json_response({"name": name, "url": url, "status": "dialling"})
 
     @routes.get("/healthz")
     async def health(request: web.Request) -> web.Response:

@@ -192,6 +192,22 @@ def openapi_document(version: str) -> dict[str, Any]:
                     },
                 ),
             },
+            "/v1/members": {
+                "post": _op(
+                    "Point this node at a member's gossip address (its key comes from gossip, "
+                    "vouched for by the fleet key)",
+                    "admin",
+                    "dialling",
+                    400,
+                    *auth,
+                    422,
+                    body={
+                        "type": "object",
+                        "required": ["name", "url"],
+                        "properties": {"name": {"type": "string"}, "url": {"type": "string"}},
+                    },
+                ),
+            },
             "/v1/audit": {"get": _op("Audit log (resolutions)", "viewer", "events", *auth)},
             "/v1/fleet": {
                 "get": _op(

@@ -326,6 +326,7 @@ def test_fleet_view_shows_members_reachability_lag_and_a_split(fleet: Fleet) -> 
         )
         central_view = _members(fleet, "central")
         assert central_view["plant-a"]["reachable"] is True
+
         # plant-b's own view flips on its own clock, a moment apart from central's.
         def b_sees_nobody() -> dict[str, Any] | None:
             view = _members(fleet, "plant-b")
@@ -356,3 +357,25 @@ def test_models_endpoint_lists_the_pump(fleet: Fleet) -> None:
     """``/v1/models`` shows the pump's shared maintenance date and its policy."""
     models = fleet.ok("central", "GET", "/v1/models", role="viewer")["models"]
     assert models[PUMP][FIELD] == {"kind": "shared", "type": "date", "policy": "earliest"}
+
+
+def test_only_admins_manage_members(fleet: Fleet) -> None:
+    """``POST /v1/members`` needs the admin role (a reviewer gets 403), checks
+    its input, and re-points a known member at the address it is given."""
+    central = next(n for n in fleet.nodes if n == "central")
+    plant = fleet.plants[0]
+    current = {m["name"]: m["address"] for m in fleet.ok(central, "GET", "/v1/fleet")["members"]}[
+        plant
+    ]
+    denied = fleet.request(
+        central, "POST", "/v1/members", {"name": plant, "url": current}, role="reviewer"
+    )
+    assert denied.status == 403 and denied.json["error"] == "forbidden"
+    bad = fleet.request(central, "POST", "/v1/members", {"name": plant, "url": "http://x:1"})
+    assert bad.status == 400 and bad.json["error"] == "bad-url"
+    bad_name = fleet.request(central, "POST", "/v1/members", {"name": "Bad Name", "url": current})
+    assert bad_name.status == 400 and bad_name.json["error"] == "bad-name"
+    ok = fleet.ok(central, "POST", "/v1/members", {"name": plant, "url": current})
+    assert ok == {"name": plant, "url": current, "status": "dialling"}
+    after = {m["name"]: m["address"] for m in fleet.ok(central, "GET", "/v1/fleet")["members"]}
+    assert after[plant] == current
