@@ -123,7 +123,6 @@ class Node:
             snap_vv = await self.store.meta_prefix("snapshot-vv:")
             vv = {k.split(":", 1)[1]: int(v) for k, v in snap_vv.items()}
         ops = await self.store.ops()
-        own_unsealed_from = 0
         for op in ops:
             self.state.apply_many([op.delta])
             vv[op.origin] = max(vv.get(op.origin, 0), op.seq)
