@@ -37,6 +37,7 @@ from twinmesh.crdt import (
     state_digest,
 )
 
+from ._api_telemetry import add_telemetry_routes
 from ._models import AUDIT_ENTITY
 from ._openapi import openapi_document
 from ._tokens import Role, TokenError, TokenIssuer
@@ -558,6 +559,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
         for queue in list(node.feed):
             queue.put_nowait({"type": "shutdown", "node": node.config.name})
 
+    add_telemetry_routes(routes, node, require)
     app = web.Application(middlewares=[observe], client_max_size=node.config.max_body_bytes)
     app.add_routes(routes)
     app.on_shutdown.append(end_feeds)

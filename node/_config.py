@@ -28,7 +28,9 @@ Example (``twinmesh fleet up`` writes these)::
     name = "plant-b"
     url = "https://127.0.0.1:9402"
 
-Relative paths are relative to the config file.
+Relative paths are relative to the config file. A plant node that ingests
+telemetry adds ``[telemetry]`` and ``[[adapter]]`` tables, described in
+``twinmesh.node.telemetry._settings``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from twinmesh.crdt import LocalProtocolError
+
+from .telemetry._settings import TelemetryConfigError, TelemetrySettings, parse_telemetry
 
 __all__ = ["ConfigError", "NodeConfig", "PeerConfig", "load_config"]
 
@@ -76,6 +80,7 @@ class NodeConfig:
     models: tuple[Path, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
     evict_after: float = 7 * 24 * 3600.0
+    telemetry: TelemetrySettings | None = None  # [telemetry] and [[adapter]]; None: no ingest
 
     @property
     def gossip_url(self) -> str:
@@ -153,10 +158,15 @@ def load_config(path: Path) -> NodeConfig:
     models = node.get("models", [])
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise ConfigError("node.models: expected an array of paths")
+    data_dir = rel(_get(node, "data_dir", str, "node"))
+    try:
+        telemetry = parse_telemetry(raw, rel=rel, data_dir=data_dir)
+    except TelemetryConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return NodeConfig(
         name=name,
         role=role,
-        data_dir=rel(_get(node, "data_dir", str, "node")),
+        data_dir=data_dir,
         api_host=api_host,
         api_port=api_port,
         gossip_host=g_host,
@@ -172,4 +182,5 @@ def load_config(path: Path) -> NodeConfig:
         models=tuple(rel(m) for m in models),
         max_body_bytes=_get(node, "max_body_bytes", int, "node", 4 * 1024 * 1024),
         evict_after=_get(gossip, "evict_after", float, "gossip", 7 * 24 * 3600.0),
+        telemetry=telemetry,
     )

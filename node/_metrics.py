@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -120,4 +120,84 @@ def render_metrics(node: Node) -> str:
         "Open conflicts in the review queue.",
         [("", len(node.state.conflicts()))],
     )
+    if node.telemetry is not None and node.telemetry.buffer is not None:
+        _telemetry_metrics(node, metric)
     return "\n".join(lines) + "\n"
+
+
+_TELEMETRY_HELP = {
+    "telemetry_samples_stored_total": ("counter", "Samples committed to the telemetry buffer."),
+    "telemetry_samples_duplicate_total": (
+        "counter",
+        "Redelivered samples (same sample id) stored once and counted here.",
+    ),
+    "telemetry_commits_total": ("counter", "Telemetry buffer group commits."),
+    "telemetry_appends_total": ("counter", "Batches handed to the telemetry buffer."),
+    "telemetry_last_seq": ("gauge", "Sequence number of the newest stored sample."),
+    "telemetry_flag_total": ("counter", "Stored samples carrying each data-quality flag."),
+    "telemetry_rejects_total": ("counter", "Adapter input that could not become a sample."),
+    "telemetry_events_total": ("counter", "Data-quality events (stale, stuck) by kind."),
+}
+
+
+def _telemetry_metrics(node: Node, metric: Any) -> None:
+    svc = node.telemetry
+    assert svc is not None and svc.buffer is not None
+    grouped: dict[str, list[tuple[str, float]]] = {name: [] for name in _TELEMETRY_HELP}
+    for key, value in svc.buffer.counters().items():
+        name, brace, labels = key.partition("{")
+        grouped.setdefault(name, []).append((brace + labels, value))
+    for name, samples in grouped.items():
+        kind, help_text = _TELEMETRY_HELP.get(name, ("untyped", name))
+        metric(name, kind, help_text, samples)
+    statuses = svc.statuses()
+
+    def per_adapter(value: Any) -> list[tuple[str, float]]:
+        return [
+            (f'{{adapter="{_label(s.name)}",kind="{s.kind}"}}', float(value(s))) for s in statuses
+        ]
+
+    metric(
+        "adapter_up", "gauge", "1 while the adapter is connected.", per_adapter(lambda s: s.healthy)
+    )
+    metric(
+        "adapter_connects_total",
+        "counter",
+        "Successful connections.",
+        per_adapter(lambda s: s.connects),
+    )
+    metric(
+        "adapter_failures_total",
+        "counter",
+        "Sessions that ended in an error.",
+        per_adapter(lambda s: s.failures),
+    )
+    metric(
+        "adapter_samples_total",
+        "counter",
+        "Samples the adapter delivered and the buffer made durable.",
+        per_adapter(lambda s: s.samples),
+    )
+    metric(
+        "adapter_rejects_total",
+        "counter",
+        "Input the adapter rejected, by reason.",
+        [
+            (f'{{adapter="{_label(s.name)}",reason="{_label(r)}"}}', n)
+            for s in statuses
+            for r, n in sorted(s.rejects_by_reason.items())
+        ],
+    )
+    now = node.clock()
+    metric(
+        "telemetry_tag_age_seconds",
+        "gauge",
+        "Seconds since the newest sample of each tag was received.",
+        [
+            (
+                f'{{entity="{_label(e)}",name="{_label(n)}"}}',
+                round(now - sample.received_ts, 3),
+            )
+            for (e, n), sample in sorted(svc.latest.items())
+        ],
+    )

@@ -9,9 +9,9 @@ from pathlib import Path
 from twinmesh.crdt import EntitySchema, FieldKind, FieldSpec
 from twinmesh.crdt.demo_models import PUMP_SCHEMAS
 
-from .dtdl import ModelRegistry, entity_schema
+from .dtdl import ModelRegistry
 
-__all__ = ["AUDIT_ENTITY", "AUDIT_MODEL", "SHIPPED_MODELS", "load_schemas"]
+__all__ = ["AUDIT_ENTITY", "AUDIT_MODEL", "SHIPPED_MODELS", "load_registry", "load_schemas"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 # Installed: twinmesh/adapters/...; in the source tree the link resolves to plant-adapters/.
@@ -31,11 +31,20 @@ def AUDIT_ENTITY(node: str) -> str:
     return f"{node}/_audit"
 
 
-def load_schemas(extra: Sequence[Path] = ()) -> dict[str, EntitySchema]:
+def load_registry(extra: Sequence[Path] = ()) -> ModelRegistry:
+    """The DTDL models: shipped ones plus the files (or directories) in ``extra``."""
     registry = ModelRegistry()
-    models = registry.add_files([SHIPPED_MODELS, *extra])
+    registry.add_files([SHIPPED_MODELS, *extra])
+    return registry
+
+
+def load_schemas(
+    extra: Sequence[Path] = (), *, registry: ModelRegistry | None = None
+) -> dict[str, EntitySchema]:
+    """CRDT schemas for every model, plus the demo pump and the audit log."""
+    registry = registry if registry is not None else load_registry(extra)
     schemas: dict[str, EntitySchema] = dict(PUMP_SCHEMAS)
     schemas[AUDIT_MODEL] = AUDIT
-    for iface in models:
-        schemas[iface.id] = entity_schema(iface, resolve=registry.get)
+    for dtmi in registry:
+        schemas[dtmi] = registry.entity_schema(dtmi)
     return schemas

@@ -39,10 +39,11 @@ from twinmesh.sync import (
     SyncEngine,
 )
 
-from ._config import NodeConfig
-from ._models import AUDIT_ENTITY, AUDIT_MODEL, load_schemas
+from ._config import ConfigError, NodeConfig
+from ._models import AUDIT_ENTITY, AUDIT_MODEL, load_registry, load_schemas
 from ._signing import load_fleet_public_key, load_identity
 from ._store import Store
+from .telemetry import TelemetryConfigError, TelemetryService, tag_specs
 
 __all__ = ["Node", "NodeMetrics"]
 
@@ -68,7 +69,8 @@ class Node:
         self.config = config
         self.clock = clock  # the only wall clock; the pure core receives its readings
         self.metrics = NodeMetrics()
-        self.schemas = load_schemas(config.models)
+        self.registry = load_registry(config.models)
+        self.schemas = load_schemas(registry=self.registry)
         self.state = ReplicaState(config.name, self.schemas)
         self.identity = load_identity(config.name, config.signing_dir)
         self.fleet_public_key = load_fleet_public_key(config.signing_dir / "fleet-signing.pub")
@@ -77,6 +79,15 @@ class Node:
         self.feed: set[asyncio.Queue[dict[str, Any]]] = set()
         self._pending: list[Outgoing] = []  # engine output not yet handed to a transport
         self._fatal: asyncio.Future[None] | None = None
+        self.telemetry: TelemetryService | None = None
+        if config.telemetry is not None:
+            try:
+                specs = tag_specs(config.telemetry.assets, self.registry)
+            except TelemetryConfigError as exc:
+                raise ConfigError(str(exc)) from None
+            self.telemetry = TelemetryService(
+                config.telemetry, specs, node_name=config.name, clock=clock
+            )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -111,6 +122,35 @@ class Node:
         await self._replay()
         if AUDIT_ENTITY(cfg.name) not in self.state.entities:
             await self.write(lambda s: s.create(AUDIT_ENTITY(cfg.name), AUDIT_MODEL, author="node"))
+        if self.telemetry is not None:
+            await self._create_asset_twins()
+            await self.telemetry.open()
+
+    async def _create_asset_twins(self) -> None:
+        """The twin of every configured asset exists, with this node as its home.
+
+        An asset that already exists under another model or home is left alone
+        and reported: re-homing or re-modelling a twin is a deliberate act, not
+        a side effect of a config edit."""
+        assert self.telemetry is not None
+        settings = self.telemetry.settings
+        for asset in settings.assets:
+            existing = self.state.entities.get(asset.entity)
+            if existing is not None:
+                header = existing.header
+                if header.model != asset.model or header.home != self.config.name:
+                    log.warning(
+                        "asset %s exists as %s at home %s; config says %s here",
+                        asset.entity,
+                        header.model,
+                        header.home,
+                        asset.model,
+                    )
+                continue
+            if settings.create_twins:
+                await self.write(
+                    lambda s, a=asset: s.create(a.entity, a.model, author="node")  # type: ignore[misc]
+                )
 
     async def _replay(self) -> None:
         """Rebuild state and engine from the store (event sourcing)."""
@@ -148,7 +188,14 @@ class Node:
             dict(self.engine.vv),
         )
 
+    def start(self) -> None:
+        """Start ingesting (the adapters connect); after :meth:`open`."""
+        if self.telemetry is not None:
+            self.telemetry.start()
+
     async def close(self) -> None:
+        if self.telemetry is not None:
+            await self.telemetry.close()
         if self.store is not None:
             await self.store.close()
 

@@ -19,7 +19,7 @@ def _responses(ok: str, *codes: int) -> dict[str, Any]:
         400: "malformed request",
         401: "missing, forged or expired token",
         403: "the token's role may not do this",
-        404: "unknown entity or conflict",
+        404: "unknown entity or conflict; no telemetry on this node",
         409: "conflicts with the current state (exists; stale resolution)",
         413: "body over the limit",
         422: "refused by the model's rules",
@@ -224,6 +224,74 @@ def openapi_document(version: str) -> dict[str, Any]:
             },
             "/v1/feed": {
                 "get": _op("Live feed (server-sent events)", "viewer", "event stream", *auth)
+            },
+            "/v1/adapters": {
+                "get": _op(
+                    "Plant adapters: connection state and counts", "viewer", "adapters", *auth, 404
+                )
+            },
+            "/v1/telemetry": {
+                "get": _op(
+                    "Telemetry tags: model spec and newest sample", "viewer", "tags", *auth, 404
+                )
+            },
+            "/v1/telemetry/samples": {
+                "get": _op(
+                    "Raw samples of one tag by source time, or of all tags after a cursor",
+                    "viewer",
+                    "samples with quality flags",
+                    400,
+                    *auth,
+                    404,
+                    params=[
+                        _query_param("entity", False),
+                        _query_param("name", False),
+                        _query_param("from", False),
+                        _query_param("to", False),
+                        _query_param("after", False),
+                        _query_param("limit", False),
+                        _query_param("order", False),
+                    ],
+                )
+            },
+            "/v1/telemetry/events": {
+                "get": _op(
+                    "Data-quality events (stale, stuck)",
+                    "viewer",
+                    "events",
+                    400,
+                    *auth,
+                    404,
+                    params=[_query_param("after", False), _query_param("limit", False)],
+                )
+            },
+            "/v1/telemetry/rejects": {
+                "get": _op(
+                    "Adapter input refused, with reasons",
+                    "viewer",
+                    "rejects",
+                    400,
+                    *auth,
+                    404,
+                    params=[_query_param("after", False), _query_param("limit", False)],
+                )
+            },
+            "/v1/telemetry/aggregates": {
+                "get": _op(
+                    "Per-minute or per-hour aggregates of one tag",
+                    "viewer",
+                    "aggregates",
+                    400,
+                    *auth,
+                    404,
+                    params=[
+                        _query_param("entity"),
+                        _query_param("name"),
+                        _query_param("resolution", False),
+                        _query_param("from", False),
+                        _query_param("to", False),
+                    ],
+                )
             },
             "/metrics": {"get": _op("Prometheus metrics", None, "text exposition format")},
             "/healthz": {"get": _op("Liveness", None, "ok")},

@@ -68,6 +68,7 @@ async def run_node(config: NodeConfig, *, ready_file: Path | None = None) -> int
     await api_site.start()
     await gossip_site.start()
     client = GossipClient(node, client_ssl_context(config.ca, config.cert, config.key))
+    node.start()  # adapters connect once the API can already report their state
     gossip_task = asyncio.create_task(client.run(), name="gossip")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,6 +81,7 @@ async def run_node(config: NodeConfig, *, ready_file: Path | None = None) -> int
         "api": f"http://{config.api_host}:{config.api_port}",
         "gossip": config.gossip_url,
         "digest": state_digest(node.state),
+        "adapters": [a.name for a in node.telemetry.adapters] if node.telemetry else [],
     }
     log.info("ready %s", json.dumps(ready))
     if ready_file is not None:

@@ -22,10 +22,22 @@ from ._quality import (
     convert,
     unit_dimension,
 )
+from ._service import TelemetryService, build_adapter
+from ._settings import (
+    AdapterSpec,
+    AssetSpec,
+    TelemetryConfigError,
+    TelemetrySettings,
+    load_assets,
+    parse_telemetry,
+)
+from ._specs import tag_specs
 
 __all__ = [
     "UNITS",
+    "AdapterSpec",
     "Aggregate",
+    "AssetSpec",
     "CheckResult",
     "CompactResult",
     "EventKind",
@@ -39,7 +51,14 @@ __all__ = [
     "StoredSample",
     "TagSpec",
     "TelemetryBuffer",
+    "TelemetryConfigError",
+    "TelemetryService",
+    "TelemetrySettings",
     "UnitError",
+    "build_adapter",
     "convert",
+    "load_assets",
+    "parse_telemetry",
+    "tag_specs",
     "unit_dimension",
 ]

@@ -742,6 +742,32 @@ class TelemetryBuffer:
             for r in rows
         ]
 
+    async def samples(
+        self,
+        entity: str,
+        name: str,
+        start: float = -math.inf,
+        end: float = math.inf,
+        *,
+        limit: int = 1000,
+        newest_first: bool = False,
+    ) -> list[StoredSample]:
+        """Raw samples of one tag with ``start <= source_ts < end`` (index ``samples_by_tag``)."""
+        order = "DESC" if newest_first else "ASC"
+        rows = await self._ro.execute_fetchall(
+            f"{_SELECT_SAMPLE} WHERE entity = ? AND name = ? AND source_ts >= ?"
+            f" AND source_ts < ? ORDER BY source_ts {order}, seq {order} LIMIT ?",
+            (entity, name, start, end, limit),
+        )
+        return [_stored(r) for r in rows]
+
+    async def tags(self) -> list[tuple[str, str, int]]:
+        """Every tag with raw samples retained, and how many."""
+        rows = await self._ro.execute_fetchall(
+            "SELECT entity, name, count(*) FROM samples GROUP BY entity, name ORDER BY 1, 2"
+        )
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
     async def latest_per_tag(self) -> list[Sample]:
         """The newest sample (by source time) of every tag, e.g. to prime quality checks."""
         rows = await self._ro.execute_fetchall(
