@@ -23,6 +23,7 @@ _GROUPS: tuple[str, ...] = (
     "twinmesh.node.security.cli",
     "twinmesh.node.dtdl.cli",
     "twinmesh.sim.cli",
+    "twinmesh.adapters.synthetic.cli",
 )
 
 

@@ -1,0 +1,136 @@
+"""Files the simulator writes for the node and for scoring, in ``--out DIR``.
+
+* ``opcua-mapping.toml`` — :func:`twinmesh.adapters.load_node_bindings` format:
+  ``[subscription]`` defaults and one ``[[node]]`` per OPC UA tag (node_id,
+  entity, telemetry, unit, sampling_interval_ms).
+* ``mqtt-mapping.toml`` — :func:`twinmesh.adapters.load_topic_mapping` format:
+  one ``[[rule]]`` per MQTT asset (``site/area/line/cell/asset/{tag}`` ->
+  entity ``site/line/asset``, telemetry ``{tag}``), ``uns_default = false`` so
+  the node subscribes to this plant's assets only. Units travel in the payloads.
+* ``assets.toml`` — ``[[asset]]`` entity, model, kind, protocol, sample_interval
+  (wall seconds between readings of each tag), as the node's
+  ``[telemetry] assets = ...`` reads it.
+* ``ground-truth.jsonl`` — one JSON object per fault (:mod:`._truth`),
+  rewritten atomically as faults start and end and when the run stops.
+* ``plant.json`` — pid, endpoints, start time: how to reach this run.
+
+Every file is replaced atomically (write, fsync, rename), so a reader never
+sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._config import PlantConfig
+from ._models import kind_telemetry
+from ._opcua_server import node_id
+
+__all__ = [
+    "ASSETS_FILE",
+    "GROUND_TRUTH_FILE",
+    "MQTT_MAPPING_FILE",
+    "OPCUA_MAPPING_FILE",
+    "PLANT_FILE",
+    "assets_toml",
+    "ground_truth_jsonl",
+    "mqtt_mapping_toml",
+    "opcua_mapping_toml",
+    "write_atomic",
+]
+
+OPCUA_MAPPING_FILE = "opcua-mapping.toml"
+MQTT_MAPPING_FILE = "mqtt-mapping.toml"
+ASSETS_FILE = "assets.toml"
+GROUND_TRUTH_FILE = "ground-truth.jsonl"
+PLANT_FILE = "plant.json"
+
+_PUBLISHING_MS = 250.0
+
+
+def _s(text: str) -> str:
+    # A JSON string is a valid TOML basic string (same escapes, \uXXXX included).
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _num(x: float) -> str:
+    return repr(float(x)) if not float(x).is_integer() else str(int(x)) + ".0"
+
+
+def _header(config: PlantConfig, what: str) -> list[str]:
+    src = f" from {config.source}" if config.source else ""
+    return [f"# {what}", f"# Written by `twinmesh plant simulate`{src}; regenerated each run.", ""]
+
+
+def opcua_mapping_toml(config: PlantConfig, namespace_index: int) -> str:
+    assets = config.assets_on("opcua")
+    fastest = min((a.sample_interval for a in assets), default=config.sample_interval)
+    # Enough queue for every reading of the fastest tag within two publishing intervals.
+    queue = max(10, math.ceil(2 * _PUBLISHING_MS / (fastest * 1000.0)) + 1)
+    lines = _header(config, f"OPC UA node bindings for {config.opcua.endpoint}")
+    lines += [
+        "[subscription]",
+        f"publishing_interval_ms = {_num(_PUBLISHING_MS)}",
+        "sampling_interval_ms = 0.0  # report every change the server sees",
+        f"queue_size = {queue}",
+    ]
+    for a in assets:
+        info = kind_telemetry(a.kind)
+        for tag in a.telemetry:
+            lines += [
+                "",
+                "[[node]]",
+                f"node_id = {_s(node_id(namespace_index, a.name, tag))}",
+                f"entity = {_s(a.entity)}",
+                f"telemetry = {_s(tag)}",
+                f"unit = {_s(info[tag].unit)}",
+                f"sampling_interval_ms = {_num(a.sample_interval * 1000.0)}",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def mqtt_mapping_toml(config: PlantConfig) -> str:
+    lines = _header(config, f"MQTT topic rules for {config.mqtt.host}:{config.mqtt.port}")
+    lines.append("uns_default = false")
+    for a in config.assets_on("mqtt"):
+        lines += [
+            "",
+            "[[rule]]",
+            f"topic = {_s(a.topic_prefix + '/{tag}')}",
+            f"entity = {_s(a.entity)}",
+            'telemetry = "{tag}"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def assets_toml(config: PlantConfig) -> str:
+    lines = _header(config, f"Assets of {config.site}: the twins a node is home for")
+    for a in config.assets:
+        lines += [
+            "[[asset]]",
+            f"entity = {_s(a.entity)}",
+            f"model = {_s(a.model)}",
+            f"kind = {_s(a.kind)}",
+            f"protocol = {_s(a.protocol)}",
+            f"sample_interval = {_num(a.sample_interval)}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def ground_truth_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
