@@ -127,6 +127,9 @@ def test_range_is_checked_after_conversion() -> None:
     assert Quality.OUT_OF_RANGE not in ok.sample.quality
     assert hot.sample.quality == Quality.UNIT_CONVERTED | Quality.OUT_OF_RANGE
     assert Quality.OUT_OF_RANGE in nan.sample.quality
+    # A Bad reading without a value (stored as NaN) is already flagged by its source.
+    bad = qc.check(mk(math.nan, T0 + 3, name="t", quality=Quality.BAD_STATUS), now=T0 + 3)
+    assert bad.sample.quality == Quality.BAD_STATUS
 
 
 def test_order_duplicate_and_future() -> None:
@@ -195,6 +198,30 @@ def test_stale_tags_raise_one_event_per_silence() -> None:
     # The never-seen tag counts its silence from the checker's first ``now``.
     assert [e.name for e in qc.sweep(T0 + 31)] == [N, "never"]
     assert qc.event_counts == {"stale": 3, "stale-cleared": 1}
+
+
+def test_a_hole_in_source_time_seen_after_the_fact_is_stale() -> None:
+    """A dropout while the node was down: readings either side arrive together."""
+    qc = QualityChecker({(E, N): TagSpec(expected_interval=1.0)}, QualityConfig(stale_factor=3.0))
+    qc.check(mk(1.0, T0), now=T0 + 10)
+    assert qc.check(mk(2.0, T0 + 3), now=T0 + 10).events == ()  # exactly the limit: fine
+    late = qc.check(mk(3.0, T0 + 10), now=T0 + 10.1).events  # a 7 s hole
+    assert [(e.kind, e.at) for e in late] == [
+        (EventKind.STALE, T0 + 6),  # dated where the tag went stale, in source time
+        (EventKind.STALE_CLEARED, T0 + 10),
+    ]
+    # Out-of-order readings and untimed tags raise nothing.
+    assert qc.check(mk(4.0, T0 + 5), now=T0 + 10.2).events == ()
+    other = QualityChecker({(E, N): TagSpec()})
+    other.check(mk(1.0, T0), now=T0)
+    assert other.check(mk(2.0, T0 + 100), now=T0).events == ()
+    # Live-detected silence is not reported twice when the data resumes.
+    live = QualityChecker({(E, N): TagSpec(expected_interval=1.0)}, QualityConfig(stale_factor=3.0))
+    live.check(mk(1.0, T0), now=T0)
+    assert [e.kind for e in live.sweep(T0 + 4)] == [EventKind.STALE]
+    assert [e.kind for e in live.check(mk(2.0, T0 + 10), now=T0 + 10).events] == [
+        EventKind.STALE_CLEARED
+    ]
 
 
 def test_prime_restores_order_state() -> None:

@@ -24,7 +24,10 @@ what is wrong; conditions that are not about one sample become
   ``stuck_window`` seconds (a frozen transmitter, a PLC holding its last
   value after losing a card);
 * the last arrival -> a ``STALE`` event after ``stale_factor`` x the expected
-  interval without a sample, and ``STALE_CLEARED`` when samples resume.
+  interval without a sample, and ``STALE_CLEARED`` when samples resume; and
+  a hole that long in *source* time between two in-order readings that
+  arrived together (a dropout while this node was down) -> the same pair of
+  events, dated in source time.
 
 Units are normalised to the model's unit through a conversion table (affine:
 ``si = value * scale + offset``); a conversion sets ``UNIT_CONVERTED``, an
@@ -309,9 +312,17 @@ class QualityChecker:
             flags |= Quality.DUPLICATE  # a different reading (id) for the same instant
             st.ids_at_newest.add(sample.sample_id)
         else:
+            previous = st.newest_ts
             st.newest_ts = ts
             st.ids_at_newest = {sample.sample_id}
             in_order = True
+            if (
+                previous is not None
+                and spec is not None
+                and spec.expected_interval
+                and not st.stale
+            ):
+                events += self._gap_events(sample, previous, spec.expected_interval)
 
         # Stuck runs are judged on in-order readings only: a late or duplicate
         # sample says nothing about whether the sensor is still moving.
@@ -414,6 +425,35 @@ class QualityChecker:
 
     # -- internals -------------------------------------------------------------------
 
+    def _gap_events(self, sample: Sample, previous: float, interval: float) -> list[QualityEvent]:
+        """STALE + STALE_CLEARED for a hole in *source* time that nobody saw live.
+
+        The sweep judges silence by arrival, so it cannot see a dropout that
+        happened while this node was down (or while a backlog was queued at the
+        broker): the readings on either side arrive back to back. The hole is
+        still in the source timestamps, and the event is dated where the tag
+        went stale in source time.
+        """
+        limit = self._config.stale_factor * interval
+        gap = sample.source_ts - previous
+        if gap <= limit:
+            return []
+        return [
+            self._event(
+                EventKind.STALE,
+                sample,
+                previous + limit,
+                f"no reading for {gap:.1f} s of source time (expected every {interval:g} s,"
+                f" limit {limit:g} s); seen after the fact",
+            ),
+            self._event(
+                EventKind.STALE_CLEARED,
+                sample,
+                sample.source_ts,
+                f"readings resumed after a {gap:.1f} s hole in source time",
+            ),
+        ]
+
     def _event(self, kind: EventKind, sample: Sample, at: float, detail: str) -> QualityEvent:
         self.event_counts[kind.value] += 1
         return QualityEvent(kind=kind, entity=sample.entity, name=sample.name, at=at, detail=detail)
@@ -435,7 +475,10 @@ def _stateless(sample: Sample, spec: TagSpec | None) -> tuple[Value, str | None,
     if isinstance(value, int | float) and not isinstance(value, bool):
         too_low = spec.minimum is not None and value < spec.minimum
         too_high = spec.maximum is not None and value > spec.maximum
-        if too_low or too_high or not math.isfinite(value):
+        # NaN is how a Bad reading without a value is stored (the source already
+        # said it is bad): calling it out of range would report one fault twice.
+        no_value = math.isnan(value) and Quality.BAD_STATUS in sample.quality
+        if too_low or too_high or (not math.isfinite(value) and not no_value):
             flags |= Quality.OUT_OF_RANGE
     return value, unit, flags
 
