@@ -318,10 +318,12 @@ class Fleet:
 
 
 @contextlib.contextmanager
-def running_fleet(directory: Path, *, plants: int, interval: float = 0.2) -> Iterator[Fleet]:
+def running_fleet(
+    directory: Path, *, plants: int, interval: float = 0.2, telemetry: dict[str, Path] | None = None
+) -> Iterator[Fleet]:
     """A fleet of ``plants`` plants and central, converged on its start-up
-    writes (each node's audit entity); always brought down afterwards."""
-    info = fleet_up(directory, plants=plants, interval=interval)
+    writes (each node's audit entity and asset twins); always brought down afterwards."""
+    info = fleet_up(directory, plants=plants, interval=interval, telemetry=telemetry)
     fleet = Fleet(directory.resolve(), info)
     try:
         fleet.wait_converged(timeout=30)

@@ -127,11 +127,29 @@ def _write_node_config(
 
 
 def fleet_up(
-    directory: Path, *, plants: int = 3, interval: float = 1.0, seed: int = 0
+    directory: Path,
+    *,
+    plants: int = 3,
+    interval: float = 1.0,
+    seed: int = 0,
+    telemetry: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Create (first time) and start a fleet; returns what fleet.json holds."""
+    """Create (first time) and start a fleet; returns what fleet.json holds.
+
+    ``telemetry`` maps a plant node to a file of ``[telemetry]``/``[[adapter]]``
+    tables (``twinmesh plant simulate`` writes ``node-telemetry.toml``) that is
+    appended to that node's config: the node then ingests the plant.
+    """
     if not 1 <= plants <= 26:
         raise FleetError("a local fleet has 1..26 plants")
+    extra: dict[str, str] = {}
+    for node_name, path in (telemetry or {}).items():
+        if node_name not in _plant_names(plants):
+            raise FleetError(f"--telemetry {node_name}=...: no plant {node_name} in this fleet")
+        try:
+            extra[node_name] = "\n" + path.read_text()
+        except OSError as exc:
+            raise FleetError(f"--telemetry {node_name}={path}: {exc.strerror}") from None
     directory = directory.resolve()
     if (directory / "fleet.json").exists():
         running = load_fleet(directory)
@@ -204,6 +222,9 @@ def fleet_up(
     processes = []
     for node in planned:
         config = _write_node_config(directory, node, peer_ports[node.name], interval)
+        if node.name in extra:
+            with config.open("a") as f:
+                f.write(extra[node.name])
         ready = directory / node.name / "ready.json"
         ready.unlink(missing_ok=True)
         log = open(directory / node.name / "node.log", "ab")  # noqa: SIM115 - handed to the child

@@ -69,7 +69,15 @@ def _fraction(text: str) -> float:
 def _up(args: argparse.Namespace) -> int:
     from ._launch import fleet_up
 
-    fleet = fleet_up(Path(args.dir), plants=args.plants, interval=args.interval)
+    telemetry: dict[str, Path] = {}
+    for item in args.telemetry or ():
+        node, sep, path = item.partition("=")
+        if not sep or not node or not path:
+            raise LocalProtocolError(f"--telemetry expects NODE=FILE, not {item!r}")
+        telemetry[node] = Path(path)
+    fleet = fleet_up(
+        Path(args.dir), plants=args.plants, interval=args.interval, telemetry=telemetry
+    )
     print(f"fleet up in {fleet['dir']} (gossip every {fleet['gossip_interval']} s):")
     for node in fleet["nodes"]:
         print(f"  {node['name']:10} {node['role']:8} API {node['api']}   pid {node['pid']}")
@@ -184,6 +192,13 @@ def register(subparsers: Any) -> None:
     up = add("up", _up, "start N plants and a central ops node on loopback")
     up.add_argument("--plants", type=int, default=3)
     up.add_argument("--interval", type=float, default=1.0, help="gossip interval, seconds")
+    up.add_argument(
+        "--telemetry",
+        action="append",
+        metavar="NODE=FILE",
+        help="append FILE's [telemetry]/[[adapter]] tables to NODE's config, e.g. "
+        "plant-a=plant-out/node-telemetry.toml from 'twinmesh plant simulate' (repeatable)",
+    )
     add("down", _down, "stop everything 'fleet up' started")
     split = add("split", _split, "cut one node off from all others")
     split.add_argument("node")

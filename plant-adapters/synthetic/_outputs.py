@@ -13,6 +13,10 @@
 * ``ground-truth.jsonl`` — one JSON object per fault (:mod:`._truth`),
   rewritten atomically as faults start and end and when the run stops.
 * ``plant.json`` — pid, endpoints, start time: how to reach this run.
+* ``node-telemetry.toml`` — the ``[telemetry]`` and ``[[adapter]]`` tables a
+  node's config needs to ingest this plant (absolute paths to the files
+  above); append it to a node config, or pass it to ``twinmesh fleet up
+  --telemetry NODE=FILE``.
 
 Every file is replaced atomically (write, fsync, rename), so a reader never
 sees half a file.
@@ -35,11 +39,13 @@ __all__ = [
     "ASSETS_FILE",
     "GROUND_TRUTH_FILE",
     "MQTT_MAPPING_FILE",
+    "NODE_TELEMETRY_FILE",
     "OPCUA_MAPPING_FILE",
     "PLANT_FILE",
     "assets_toml",
     "ground_truth_jsonl",
     "mqtt_mapping_toml",
+    "node_telemetry_toml",
     "opcua_mapping_toml",
     "write_atomic",
 ]
@@ -49,6 +55,7 @@ MQTT_MAPPING_FILE = "mqtt-mapping.toml"
 ASSETS_FILE = "assets.toml"
 GROUND_TRUTH_FILE = "ground-truth.jsonl"
 PLANT_FILE = "plant.json"
+NODE_TELEMETRY_FILE = "node-telemetry.toml"
 
 _PUBLISHING_MS = 250.0
 
@@ -118,6 +125,47 @@ def assets_toml(config: PlantConfig) -> str:
             f"kind = {_s(a.kind)}",
             f"protocol = {_s(a.protocol)}",
             f"sample_interval = {_num(a.sample_interval)}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def node_telemetry_toml(config: PlantConfig, *, opcua_endpoint: str | None) -> str:
+    """The node config tables that ingest this plant (twinmesh.node.telemetry._settings)."""
+    out = config.out.resolve()
+    lines = _header(config, f"Append to the config of the node that is home for {config.site}")
+    if config.opcua.security != "None" or config.mqtt.tls or config.mqtt.username:
+        lines += [
+            "# This plant requires credentials: give the node its own (MQTT username,",
+            "# password_file, tls, tls_ca/cert/key; OPC UA security_policy, certificate,",
+            "# private_key, application_uri) in the tables below.",
+            "",
+        ]
+    lines += [
+        "[telemetry]",
+        f"assets = {_s(str(out / ASSETS_FILE))}",
+        "",
+    ]
+    if config.assets_on("mqtt"):
+        m = config.mqtt
+        lines += [
+            "[[adapter]]",
+            'kind = "mqtt"',
+            'name = "mqtt"',
+            f"host = {_s(m.host)}",
+            f"port = {m.port}",
+            # One persistent session per node and broker; distinct from the publisher's id.
+            f"client_id = {_s('twinmesh-node-' + config.site)}",
+            f"mapping = {_s(str(out / MQTT_MAPPING_FILE))}",
+            "",
+        ]
+    if opcua_endpoint is not None and config.assets_on("opcua"):
+        lines += [
+            "[[adapter]]",
+            'kind = "opcua"',
+            'name = "opcua"',
+            f"url = {_s(opcua_endpoint)}",
+            f"mapping = {_s(str(out / OPCUA_MAPPING_FILE))}",
             "",
         ]
     return "\n".join(lines)

@@ -41,11 +41,13 @@ from ._outputs import (
     ASSETS_FILE,
     GROUND_TRUTH_FILE,
     MQTT_MAPPING_FILE,
+    NODE_TELEMETRY_FILE,
     OPCUA_MAPPING_FILE,
     PLANT_FILE,
     assets_toml,
     ground_truth_jsonl,
     mqtt_mapping_toml,
+    node_telemetry_toml,
     opcua_mapping_toml,
     write_atomic,
 )
@@ -171,6 +173,10 @@ async def simulate(
         if publisher is not None:
             write_atomic(out / MQTT_MAPPING_FILE, mqtt_mapping_toml(config))
         write_atomic(out / ASSETS_FILE, assets_toml(config))
+        write_atomic(
+            out / NODE_TELEMETRY_FILE,
+            node_telemetry_toml(config, opcua_endpoint=server.endpoint if server else None),
+        )
 
         start = round(clock(), 3)
         truth = GroundTruth(config.assets, start=start, time_scale=config.time_scale)
@@ -248,7 +254,11 @@ def _status(emitter: _Emitter) -> str:
 
 def _describe(config: PlantConfig, start: float, server: PlantOpcUaServer | None) -> dict[str, Any]:
     out = config.out
-    files = {"assets": ASSETS_FILE, "ground_truth": GROUND_TRUTH_FILE}
+    files = {
+        "assets": ASSETS_FILE,
+        "ground_truth": GROUND_TRUTH_FILE,
+        "node_telemetry": NODE_TELEMETRY_FILE,
+    }
     if server is not None:
         files["opcua_mapping"] = OPCUA_MAPPING_FILE
     if config.assets_on("mqtt"):
