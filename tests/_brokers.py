@@ -1,13 +1,17 @@
-"""Real peers for adapter tests and benchmarks: a mosquitto broker and an asyncua server.
+"""Real peers for adapter tests and benchmarks: MQTT brokers and an asyncua server.
+
+MQTT: a mosquitto process where mosquitto is installed, else amqtt's pure-Python
+broker in a child process (see :func:`select_mqtt_broker`).
 
 Each runs as a separate process on a free loopback port, is started and stopped
 explicitly (so tests can restart it mid-stream), and is waited for by
 condition — the port accepts connections / the server prints READY — never by
 a fixed sleep.
 
-Run as a script, this module *is* the OPC UA test server::
+Run as a script, this module *is* the OPC UA test server and the amqtt broker::
 
     python tests/_brokers.py opcua --port 4840 --start 0 --period 0.02
+    python tests/_brokers.py amqtt --port 1883
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -22,16 +28,24 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 __all__ = [
+    "MQTT_BROKERS",
+    "AmqttBroker",
     "Mosquitto",
+    "MqttBroker",
     "OpcUaServer",
     "find_mosquitto",
     "free_port",
+    "make_mqtt_broker",
     "make_opcua_certificates",
     "make_tls_certificates",
+    "mqtt_broker_missing",
+    "mqtt_brokers",
+    "select_mqtt_broker",
     "wait_port",
 ]
 
@@ -59,11 +73,19 @@ def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = 
 
 
 def find_mosquitto() -> str | None:
-    """The mosquitto binary: on PATH, or in the sbin directories Debian installs it to."""
+    """The mosquitto binary: on PATH, or in the sbin directories Debian installs it to.
+
+    ``TWINMESH_MOSQUITTO_SBIN`` (directories, ``os.pathsep``-separated) replaces
+    those sbin directories; set it empty, with a PATH that lacks mosquitto too,
+    to test the amqtt fallback on a machine that has mosquitto.
+    """
     found = shutil.which("mosquitto")
     if found:
         return found
-    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+    default = os.pathsep.join(("/usr/sbin", "/usr/local/sbin"))
+    sbin = os.environ.get("TWINMESH_MOSQUITTO_SBIN", default)
+    for directory in filter(None, sbin.split(os.pathsep)):
+        candidate = os.path.join(directory, "mosquitto")
         if os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -78,6 +100,10 @@ class Mosquitto:
     it); ``max_inflight`` bounds unacknowledged QoS 1 messages in flight to a
     client (mosquitto.conf(5), max_inflight_messages; 0 = unlimited, default 20).
     """
+
+    kind = "mosquitto"
+    #: Broker features tests rely on that this broker lacks (see AmqttBroker.lacks): none.
+    lacks: ClassVar[Mapping[str, str]] = {}
 
     def __init__(
         self,
@@ -164,6 +190,152 @@ class Mosquitto:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class AmqttBroker:
+    """amqtt's pure-Python broker in a child process (this file run as a script).
+
+    The fallback where mosquitto is not installed, with the interface tests use
+    of :class:`Mosquitto`: ``port``, start/stop/restart, context manager,
+    ``users`` and ``tls``. Sessions of clients with ``clean_session = 0`` are
+    kept and QoS 1 messages queued for them while they are away, in the broker
+    process's memory. What it lacks is in :attr:`lacks`, each checked against
+    amqtt 0.12.1 with aiomqtt; besides those, it has no bound on the messages
+    queued for an offline client (mosquitto's ``max_queued_messages``), marks
+    messages it delivers from that queue RETAIN, and has no in-flight limit: it
+    sends every QoS 1 message at once and drops any not acknowledged within 5 s.
+    On a session resume it reads nothing from the client, SUBSCRIBE included,
+    until the queued messages are acknowledged or those 5 s are up; a client
+    that acknowledges only after its SUBACK (the adapter: PUBACK after commit)
+    therefore resumes 5 s late, and its late PUBACKs find nothing pending.
+    """
+
+    kind = "amqtt"
+    #: Feature tests rely on -> why amqtt cannot provide it (a test's skip reason).
+    lacks: ClassVar[Mapping[str, str]] = {
+        "mqtt5": "amqtt speaks MQTT 3.1.1 only: it refuses an MQTT 5 CONNECT"
+        " (CONNACK reason 0x84, unsupported protocol version)",
+        "restart_keeps_sessions": "amqtt keeps sessions and queued QoS 1 messages in memory"
+        " only: a broker restart loses them (mosquitto persists them on SIGTERM)",
+        "redelivery_on_resume": "amqtt discards an unacknowledged QoS 1 message when the"
+        " connection closes instead of re-sending it when the session resumes (MQTT 3.1.1 §4.4)",
+    }
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        users: dict[str, str] | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        missing = mqtt_broker_missing(self.kind)
+        if missing is not None:
+            raise ModuleNotFoundError(missing)
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log = workdir / "amqtt.log"
+        self.args = [sys.executable, str(_THIS), "amqtt", "--port", str(self.port)]
+        if users:
+            # A file, not argv: passwords stay out of the process list.
+            users_file = workdir / "users.json"
+            users_file.write_text(json.dumps(users))
+            self.args += ["--users", str(users_file)]
+        if tls is not None:
+            ca, cert, key = tls
+            self.args += ["--ca", str(ca), "--cert", str(cert), "--key", str(key)]
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Spawn the broker; returns once it listens (a cold Python start is seconds when busy)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("amqtt already running")
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.args, stdout=subprocess.DEVNULL, stderr=log, cwd=self.workdir
+            )
+        try:
+            wait_port(self.port, timeout, self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            raise RuntimeError(f"amqtt broker did not start ({exc}); see {self.log}") from exc
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM: the broker closes its sessions and exits (nothing is saved)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+
+    def restart(self, timeout: float = 30.0) -> None:
+        self.stop(timeout)
+        self.start(timeout)
+
+    def __enter__(self) -> AmqttBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+MqttBroker = Mosquitto | AmqttBroker
+#: MQTT brokers tests can run against, by kind, in order of preference.
+MQTT_BROKERS: Mapping[str, type[MqttBroker]] = {"mosquitto": Mosquitto, "amqtt": AmqttBroker}
+
+
+def mqtt_broker_missing(kind: str) -> str | None:
+    """Why MQTT broker ``kind`` cannot run on this machine, or None if it can."""
+    if kind == "mosquitto":
+        if find_mosquitto() is None:
+            return "mosquitto is not installed (looked on PATH and in the sbin directories)"
+        return None
+    if kind == "amqtt":
+        if importlib.util.find_spec("amqtt") is None:
+            return "amqtt is not installed (it comes with the test extra: pip install -e '.[test]')"
+        return None
+    raise ValueError(f"unknown MQTT broker {kind!r} (known: {', '.join(MQTT_BROKERS)})")
+
+
+def mqtt_brokers() -> list[str]:
+    """The MQTT brokers to test against, best first.
+
+    Every installed one; only the one ``TWINMESH_MQTT_BROKER`` names if it is
+    set. Raises :class:`RuntimeError` if that one is unknown or not installed:
+    asking for a broker and silently getting another (or none) would hide it.
+    """
+    forced = os.environ.get("TWINMESH_MQTT_BROKER", "")
+    if forced:
+        if forced not in MQTT_BROKERS:
+            raise RuntimeError(
+                f"TWINMESH_MQTT_BROKER={forced!r}: expected one of {', '.join(MQTT_BROKERS)}"
+            )
+        missing = mqtt_broker_missing(forced)
+        if missing is not None:
+            raise RuntimeError(f"TWINMESH_MQTT_BROKER={forced}, but {missing}")
+        return [forced]
+    return [kind for kind in MQTT_BROKERS if mqtt_broker_missing(kind) is None]
+
+
+def select_mqtt_broker() -> str:
+    """The MQTT broker: mosquitto when found, else amqtt; ``TWINMESH_MQTT_BROKER`` forces one."""
+    usable = mqtt_brokers()
+    if not usable:
+        reasons = "; ".join(str(mqtt_broker_missing(kind)) for kind in MQTT_BROKERS)
+        raise RuntimeError(f"no MQTT broker: {reasons}")
+    return usable[0]
+
+
+def make_mqtt_broker(kind: str, workdir: Path, **kwargs: Any) -> MqttBroker:
+    """A broker of ``kind`` (see :data:`MQTT_BROKERS`), not started."""
+    if kind not in MQTT_BROKERS:
+        raise ValueError(f"unknown MQTT broker {kind!r} (known: {', '.join(MQTT_BROKERS)})")
+    return MQTT_BROKERS[kind](workdir, **kwargs)
 
 
 def make_tls_certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -254,10 +426,28 @@ class OpcUaServer:
     * ``Pump7.Vibration``   Double mm/s, ``start + n`` at every tick (strictly increasing)
     * ``Pump7.Temperature`` Double °F, constant 212.0
     * ``Pump7.Flow``        Double, status Uncertain (UncertainLastUsableValue) on odd
-      ticks and Bad (BadSensorFailure) every tenth, Good otherwise
+      ticks and Bad (BadSensorFailure, no value) every tenth, Good otherwise
 
     Source timestamps are set by the "device" (this process) one millisecond
     *before* the server timestamp, so tests can tell them apart.
+
+    ``history``: a SQLite file (asyncua ``HistorySQLite``) that ``Pump7.Vibration``
+    and ``Pump7.Flow`` are historized into (``Historizing`` true, AccessLevel
+    HistoryRead bit set, OPC UA Part 3 §5.6.2); ``Pump7.Temperature`` has no
+    history. The file outlives the process, so a restarted server serves what
+    its predecessor recorded. Each value is committed to the history *before*
+    it is written to the address space, so every value a client can ever have
+    seen is in the history, and a test knows exactly which values exist.
+    (asyncua's ``historize_node_data_change`` records through an internal
+    subscription and a fire-and-forget task instead: the last values before a
+    stop may never reach the file.) ``history_page`` caps the values per
+    HistoryRead response, so that reads need continuation points.
+
+    ``variables`` > 0 adds the benchmark nodes: ``Bench.V0`` ... ``Bench.V{n-1}``
+    (Double, all set to ``start + n`` at every tick, one source timestamp per
+    tick) and ``Bench.Period`` (Double, writable): the tick period in seconds,
+    re-read at every tick so a benchmark can change the rate of a running
+    server; 0 writes as fast as the server can (yielding once per tick).
     """
 
     def __init__(
@@ -267,11 +457,17 @@ class OpcUaServer:
         port: int | None = None,
         period: float = 0.02,
         secure: tuple[Path, Path] | None = None,
+        history: Path | None = None,
+        history_page: int | None = None,
+        variables: int = 0,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.period = period
         self.secure = secure  # (server cert, server key): SignAndEncrypt only
+        self.history = history
+        self.history_page = history_page
+        self.variables = variables
         self.proc: subprocess.Popen[bytes] | None = None
         self._next: subprocess.Popen[bytes] | None = None  # see prepare_restart
         workdir.mkdir(parents=True, exist_ok=True)
@@ -328,6 +524,12 @@ class OpcUaServer:
         ]
         if self.secure is not None:
             args += ["--cert", str(self.secure[0]), "--key", str(self.secure[1])]
+        if self.history is not None:
+            args += ["--history", str(self.history)]
+        if self.history_page is not None:
+            args += ["--history-page", str(self.history_page)]
+        if self.variables:
+            args += ["--variables", str(self.variables)]
         if wait_port_free:
             args.append("--wait-port-free")
         return subprocess.Popen(
@@ -397,6 +599,49 @@ async def _serve_opcua(args: argparse.Namespace) -> None:
     vib = await pump.add_variable(ua.NodeId("Pump7.Vibration", ns), f"{ns}:Vibration", 0.0)
     temp = await pump.add_variable(ua.NodeId("Pump7.Temperature", ns), f"{ns}:Temperature", 0.0)
     flow = await pump.add_variable(ua.NodeId("Pump7.Flow", ns), f"{ns}:Flow", 0.0)
+    bench = []
+    period_node = None
+    if args.variables:
+        obj = await server.nodes.objects.add_object(ua.NodeId("Bench", ns), f"{ns}:Bench")
+        for i in range(args.variables):
+            bench.append(await obj.add_variable(ua.NodeId(f"Bench.V{i}", ns), f"{ns}:V{i}", 0.0))
+        period_node = await obj.add_variable(
+            ua.NodeId("Bench.Period", ns), f"{ns}:Period", float(args.period)
+        )
+        await period_node.set_writable()
+
+    storage = None
+    if args.history:
+        from asyncua.server.history_sql import HistorySQLite
+
+        class History(HistorySQLite):
+            async def init(self) -> None:
+                await super().init()
+                # A commit per value: WAL + NORMAL survives the process being killed
+                # (all a test needs) without an fsync per tick.
+                await self._db.execute("PRAGMA journal_mode=WAL")
+                await self._db.execute("PRAGMA synchronous=NORMAL")
+
+            def _get_table_name(self, node_id: ua.NodeId) -> str:
+                # asyncua 2.1 names tables f"{ns}_{identifier!r}", and its own
+                # validate_table_name rejects the quotes a string node id brings.
+                return f"{node_id.NamespaceIndex}_{node_id.Identifier}"
+
+        kwargs = {"max_history_data_response_size": args.history_page} if args.history_page else {}
+        storage = History(args.history, **kwargs)
+        await storage.init()
+        try:
+            for node in (vib, flow):
+                # What server.historize_node_data_change does, minus its recording
+                # subscription (see OpcUaServer): the attributes clients check, the table.
+                await node.write_attribute(ua.AttributeIds.Historizing, ua.DataValue(True))
+                for attr in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
+                    await node.set_attr_bit(attr, ua.AccessLevel.HistoryRead)
+                await storage.new_historized_node(node.nodeid, None)
+        except BaseException:
+            await storage.stop()  # its thread would keep the process alive
+            raise
+        server.iserver.history_manager.set_storage(storage)  # stopped with the server
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -405,12 +650,26 @@ async def _serve_opcua(args: argparse.Namespace) -> None:
 
     def dv(value: float, status: int = ua.StatusCodes.Good) -> ua.DataValue:
         now = dt.datetime.now(dt.UTC)
+        if now.microsecond <= 1000:
+            # HistorySQLite stores datetimes with isoformat(), which drops ".000000",
+            # and sqlite3's TIMESTAMP converter cannot parse the result back.
+            now += dt.timedelta(microseconds=1001 - now.microsecond)
+        # A Bad value carries no value: the address space nulls it anyway (Part 4
+        # §7.7.1), and the history must hold what subscribers see.
+        bad = ua.StatusCode(status).is_bad()
         return ua.DataValue(
-            Value=ua.Variant(value, ua.VariantType.Double),
+            Value=ua.Variant(None, ua.VariantType.Null)
+            if bad
+            else ua.Variant(value, ua.VariantType.Double),
             StatusCode=ua.StatusCode(status),
             SourceTimestamp=now - dt.timedelta(milliseconds=1),
             ServerTimestamp=now,
         )
+
+    async def record(node: object, value: ua.DataValue) -> None:
+        if storage is not None:
+            await storage.save_node_value(node.nodeid, value)  # type: ignore[attr-defined]
+        await node.write_value(value)  # type: ignore[attr-defined]
 
     print("INITIALIZED", flush=True)
     if args.wait_port_free:
@@ -429,17 +688,90 @@ async def _serve_opcua(args: argparse.Namespace) -> None:
         await temp.write_value(dv(212.0))
         print("READY", flush=True)
         while not stop.is_set():
-            await vib.write_value(dv(args.start + n))
+            await record(vib, dv(args.start + n))
             if n % 10 == 0:
                 status = ua.StatusCodes.BadSensorFailure
             elif n % 2:
                 status = ua.StatusCodes.UncertainLastUsableValue
             else:
                 status = ua.StatusCodes.Good
-            await flow.write_value(dv(float(n), status))
+            await record(flow, dv(float(n), status))
+            period = args.period
+            if bench:
+                tick = dv(args.start + n)
+                for node in bench:
+                    # The direct write skips access checks but fires the data changes.
+                    await server.write_attribute_value(node.nodeid, tick)
+                period = await period_node.read_value()
             n += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.period)
+            if period > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), period)
+            else:
+                await asyncio.sleep(0)  # as fast as possible, but let clients be served
+
+
+#: amqtt loads plugins by dotted name; _serve_amqtt puts the auth plugin class here.
+_AmqttAuth: Any = None
+
+
+def _amqtt_auth_plugin() -> type:
+    """The broker's auth plugin (a function: amqtt is imported only in the broker process)."""
+    import dataclasses
+    import hmac
+
+    from amqtt.plugins.base import BaseAuthPlugin
+
+    class AmqttAuth(BaseAuthPlugin):
+        """Accepts every client, or only ``users`` (name -> password) if given.
+
+        Unlike amqtt's AnonymousAuthPlugin it does not mark clients anonymous:
+        amqtt neither keeps an anonymous client's session nor queues messages
+        for it while it is away, and persistent sessions are what the tests test.
+        """
+
+        @dataclasses.dataclass
+        class Config:
+            users: dict[str, str] | None = None
+
+        async def authenticate(self, *, session: Any) -> bool:
+            users = self.config.users
+            if users is None:
+                return True
+            expected = users.get(session.username or "")
+            return expected is not None and hmac.compare_digest(expected, session.password or "")
+
+    return AmqttAuth
+
+
+async def _serve_amqtt(args: argparse.Namespace) -> None:
+    import logging
+
+    from amqtt.broker import Broker
+
+    global _AmqttAuth
+    _AmqttAuth = _amqtt_auth_plugin()
+    # Warnings (refused clients, PUBACK timeouts, dropped messages) go to stderr,
+    # which AmqttBroker sends to amqtt.log in its workdir.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    listener: dict[str, Any] = {"type": "tcp", "bind": f"127.0.0.1:{args.port}"}
+    if args.cert:
+        listener.update(ssl=True, cafile=args.ca, certfile=args.cert, keyfile=args.key)
+    users = json.loads(Path(args.users).read_text()) if args.users else None
+    config = {
+        "listeners": {"default": listener},
+        # Our auth plugin only: amqtt's default set adds anonymous auth (see
+        # AmqttAuth), $SYS topics and packet logging.
+        "plugins": {f"{__name__}._AmqttAuth": {"users": users}},
+    }
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    broker = Broker(config)
+    await broker.start()
+    await stop.wait()
+    await broker.shutdown()
 
 
 def _main() -> None:
@@ -452,8 +784,17 @@ def _main() -> None:
     op.add_argument("--cert")
     op.add_argument("--key")
     op.add_argument("--wait-port-free", action="store_true")
+    op.add_argument("--history", help="historize Vibration and Flow into this SQLite file")
+    op.add_argument("--history-page", type=int, help="max values per HistoryRead response")
+    op.add_argument("--variables", type=int, default=0, help="benchmark variables Bench.V<i>")
+    mq = sub.add_parser("amqtt", help="run amqtt's MQTT 3.1.1 broker (see AmqttBroker)")
+    mq.add_argument("--port", type=int, required=True)
+    mq.add_argument("--users", help="JSON file {user: password}; without it, anyone may connect")
+    mq.add_argument("--ca", help="TLS: CA file (client certificates optional)")
+    mq.add_argument("--cert", help="TLS: server certificate (PEM)")
+    mq.add_argument("--key", help="TLS: server key (PEM)")
     args = parser.parse_args()
-    asyncio.run(_serve_opcua(args))
+    asyncio.run(_serve_amqtt(args) if args.cmd == "amqtt" else _serve_opcua(args))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,11 @@
-"""The MQTT adapter against a real mosquitto broker process (tests/_brokers.py).
+"""The MQTT adapter against real broker processes (tests/_brokers.py).
+
+Each test runs against every installed broker: mosquitto, and amqtt's
+pure-Python broker (from the test extra), so a machine without mosquitto still
+tests the adapter and CI, which has both, covers both in one run.
+``TWINMESH_MQTT_BROKER=mosquitto|amqtt`` runs one only. A test that needs what
+a broker lacks (AmqttBroker.lacks: MQTT 5, sessions across a restart,
+redelivery on resume) is skipped on it, with that reason.
 
 Covers: mapping, units and flags landing in the buffer; malformed payloads
 counted with reasons; a broker restart mid-stream losing no QoS 1 message and
@@ -12,26 +19,29 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import random
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
-from _brokers import Mosquitto, find_mosquitto, make_tls_certificates
+from _brokers import (
+    MQTT_BROKERS,
+    MqttBroker,
+    make_mqtt_broker,
+    make_tls_certificates,
+    mqtt_broker_missing,
+    mqtt_brokers,
+)
 
 from twinmesh.adapters import AdapterState, BackoffPolicy, Quality, Reject, Sample, TopicMapping
 from twinmesh.adapters import TopicRule as Rule
 from twinmesh.adapters.mqtt import MqttAdapter, MqttConfig, MqttTls
 from twinmesh.node.telemetry import IngestPipeline, QualityChecker, TagSpec, TelemetryBuffer
-
-pytestmark = pytest.mark.skipif(
-    find_mosquitto() is None,
-    reason="mosquitto not installed (looked on PATH and in /usr/sbin); amqtt not installed either",
-)
 
 UNS = "plant-a/area-1/line-1/cell-1/pump-7"
 PUMP = "plant-a/line-1/pump-7"
@@ -46,10 +56,65 @@ def run(coro: Coroutine[Any, Any, None], timeout: float = 25.0) -> None:
     asyncio.run(bounded())
 
 
+def skip_if_lacking(kind: str, *features: str) -> None:
+    """Skip the test on a broker that lacks one of ``features``, saying what it lacks."""
+    for feature in features:
+        reason = MQTT_BROKERS[kind].lacks.get(feature)
+        if reason is not None:
+            pytest.skip(reason)
+
+
+def needs(*features: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Declare broker features a test needs (keys of AmqttBroker.lacks).
+
+    The ``broker`` fixture reads them and skips *before* starting a broker
+    that lacks one, instead of starting it only to skip.
+    """
+
+    def declare(test: Callable[..., None]) -> Callable[..., None]:
+        test.broker_needs = features  # type: ignore[attr-defined]
+        return test
+
+    return declare
+
+
+@pytest.fixture(params=list(MQTT_BROKERS))
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Each broker kind in turn; skipped where not installed or not selected."""
+    kind: str = request.param
+    try:
+        usable = mqtt_brokers()
+    except RuntimeError as exc:  # TWINMESH_MQTT_BROKER names an unknown or missing broker
+        problem = str(exc)
+    else:
+        problem = None
+    if problem is not None:  # outside the except: the message alone, no exception chain
+        pytest.fail(problem, pytrace=False)
+    if kind not in usable:
+        forced = os.environ.get("TWINMESH_MQTT_BROKER")
+        pytest.skip(
+            f"TWINMESH_MQTT_BROKER={forced} selects {forced} only"
+            if forced
+            else str(mqtt_broker_missing(kind))
+        )
+    return kind
+
+
 @pytest.fixture
-def broker(tmp_path: Path) -> Any:
-    with Mosquitto(tmp_path / "mosquitto") as b:
+def broker(
+    broker_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[MqttBroker]:
+    skip_if_lacking(broker_kind, *getattr(request.function, "broker_needs", ()))
+    with make_mqtt_broker(broker_kind, tmp_path / broker_kind) as b:
         yield b
+
+
+@pytest.fixture(params=["3.1.1", "5"])
+def protocol(request: pytest.FixtureRequest, broker_kind: str) -> str:
+    """The MQTT version, skipped on a broker without it (requested before ``broker``)."""
+    if request.param == "5":
+        skip_if_lacking(broker_kind, "mqtt5")
+    return str(request.param)
 
 
 def reading(i: int, topic: str = f"{UNS}/vibration_rms") -> tuple[str, bytes]:
@@ -102,7 +167,7 @@ async def values(buf: TelemetryBuffer) -> list[Any]:
 
 
 def test_samples_land_with_mapping_units_flags_and_rejects(
-    broker: Mosquitto, tmp_path: Path
+    broker: MqttBroker, tmp_path: Path
 ) -> None:
     async def body() -> None:
         mapping = TopicMapping(
@@ -183,8 +248,9 @@ def test_samples_land_with_mapping_units_flags_and_rejects(
     run(body())
 
 
+@needs("restart_keeps_sessions")
 def test_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice(
-    broker: Mosquitto, tmp_path: Path
+    broker: MqttBroker, tmp_path: Path
 ) -> None:
     n = 300
 
@@ -209,9 +275,8 @@ def test_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice(
     run(body())
 
 
-@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_node_away_then_back_gets_the_backlog_from_its_session(
-    broker: Mosquitto, tmp_path: Path, protocol: str
+    protocol: str, broker: MqttBroker, tmp_path: Path
 ) -> None:
     async def body() -> None:
         async with await TelemetryBuffer.open(tmp_path / "t.db") as buf:
@@ -229,8 +294,9 @@ def test_node_away_then_back_gets_the_backlog_from_its_session(
     run(body())
 
 
+@needs("redelivery_on_resume")
 def test_failed_commit_is_not_acknowledged_so_the_broker_redelivers(
-    broker: Mosquitto, tmp_path: Path
+    broker: MqttBroker, tmp_path: Path
 ) -> None:
     async def body() -> None:
         async with await TelemetryBuffer.open(tmp_path / "t.db") as buf:
@@ -259,11 +325,11 @@ def test_failed_commit_is_not_acknowledged_so_the_broker_redelivers(
     run(body())
 
 
-def test_tls_and_password(tmp_path: Path) -> None:
+def test_tls_and_password(broker_kind: str, tmp_path: Path) -> None:
     ca, cert, key = make_tls_certificates(tmp_path / "pki")
     tls = MqttTls(ca_file=str(ca))
 
-    async def body(b: Mosquitto) -> None:
+    async def body(b: MqttBroker) -> None:
         async with await TelemetryBuffer.open(tmp_path / "t.db") as buf:
             good = adapter(b.port, tls=tls, username="node-a", password="s3cret")
             async with running(good, buf.append) as a:
@@ -280,7 +346,6 @@ def test_tls_and_password(tmp_path: Path) -> None:
             await wrong.close()
             await task
 
-    with Mosquitto(
-        tmp_path / "mq", tls=(ca, cert, key), users={"node-a": "s3cret", "plc": "plc-pw"}
-    ) as b:
+    users = {"node-a": "s3cret", "plc": "plc-pw"}
+    with make_mqtt_broker(broker_kind, tmp_path / "mq", tls=(ca, cert, key), users=users) as b:
         run(body(b))
