@@ -1,11 +1,12 @@
-"""Plant ingestion benchmarks in one report: the telemetry buffer and the MQTT adapter.
+"""Plant ingestion benchmarks in one report: the telemetry buffer, the MQTT and OPC UA adapters.
 
     python bench/ingest_bench.py [--quick] [--json FILE]
 
-Runs ``ingest_buffer.py`` and ``ingest_mqtt.py`` (see their docstrings for
-what is measured against what) with their default sizes, or tiny ones with
-``--quick``, and prints one ``figure | value | reference | ratio | goal`` table
-(bench/README.md). Each part stays under a minute on two cores.
+Runs ``ingest_buffer.py``, ``ingest_mqtt.py`` and ``ingest_opcua.py`` (see their
+docstrings for what is measured against what) with their default sizes, or
+tiny ones with ``--quick``, and prints one ``figure | value | reference |
+ratio | goal`` table (bench/README.md). Each part stays under a minute on two
+cores.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 
 import ingest_buffer
 import ingest_mqtt
+import ingest_opcua
 from _report import Report
 
 
@@ -27,9 +29,11 @@ async def main() -> None:
     if args.quick:
         await ingest_buffer.measure(report, rows=2000, rounds=1, paced_seconds=0.2)
         await ingest_mqtt.measure(report, messages=200, rounds=1, rate=200, latency_seconds=0.3)
+        await ingest_opcua.measure(report, variables=10, seconds=0.3, rounds=1, latency_seconds=0.4)
     else:
         await ingest_buffer.measure(report, rows=40_000, rounds=3)
         await ingest_mqtt.measure(report, messages=8000, rounds=3)
+        await ingest_opcua.measure(report, variables=50, seconds=3.0, rounds=3)
     report.print()
     if args.json:
         report.write_json(args.json)

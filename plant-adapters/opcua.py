@@ -8,12 +8,67 @@ CreateMonitoredItems), and turn each data-change notification into a sample.
 
 Reconnection is ours, not asyncua's: when the transport is lost (server
 restart, network) the session ends, the base class backs off with jitter and
-a fresh session re-resolves and re-subscribes. After a server restart the old
-subscription is gone anyway (Part 4 §5.13.7 TransferSubscriptions only helps
-when the server kept it). The first notification of a new monitored item is
-the current value (Part 4 §5.12.1.1), which is usually the reading already
-stored: it has the same source timestamp and value, hence the same sample id,
-and the buffer stores it once.
+a fresh session re-resolves and re-subscribes. The first notification of a
+new monitored item is the current value (Part 4 §5.12.1.1), which is usually
+the reading already stored: it has the same source timestamp and value, hence
+the same sample id, and the buffer stores it once.
+
+Backfill (no sample lost across a disconnect)
+---------------------------------------------
+A fresh subscription delivers values from its creation on; what the server
+sampled while we were away is not in it. When the server keeps history for a
+node (the HistoryRead bit of its UserAccessLevel, Part 3 §5.6.2; the
+``Historizing`` attribute says whether it is collecting now), the session,
+right after subscribing and before the first live batch, reads the node's raw
+history (HistoryRead with ReadRawModifiedDetails, Part 4 §5.10.3 and Part 11
+§6.4.3 — §5.11.3 and §6.5.3 in v1.05) from the newest source timestamp
+already committed for it, to the end of the history, and delivers it. The
+start is inclusive, so the reading at the resume point comes again, as does
+everything the live subscription also delivers (its initial value and what
+changed while the history was being read): those carry the same sample ids
+(:func:`make_sample_id` over node, source timestamp and value, exactly as live
+notifications) and the buffer stores them once.
+
+The resume point per node is the newest source timestamp this adapter has
+seen committed, kept in memory across sessions, and before the first session
+the ``resume_from`` points given to the adapter (e.g. the buffer's newest
+sample per tag), so a node restart is covered too. Without a resume point
+there is no gap to fill and nothing is read.
+
+Each request asks for at most ``backfill_page`` values (NumValuesPerNode,
+no EndTime: "from StartTime to the end of the history", Part 11 §6.4.3.2);
+the server answers with a continuation point while more remains. Some servers
+(asyncua's among them) stop at NumValuesPerNode without one: a full page
+without a continuation point is followed by a read from its newest timestamp.
+A backfill follows every continuation point to its end; one interrupted by a
+lost connection needs no release, since a server frees a session's points
+when the session closes (Part 4 §7.6). Gaps older than
+``backfill_max_age`` are read from that age on, not from their start, so a
+node that was away for a week does not flood the buffer (counted as clipped,
+as is a node that simply has not changed for that long).
+
+What backfill cannot do: recover values the server never historized (a
+historian that stores on a deadband or slower than the subscription samples
+has fewer values than the live stream would have had), or a node without
+history — for those a disconnect still loses what changed in between
+(counted per session as ``backfill_no_history``). A HistoryRead failure other
+than "no history here" is logged and counted; it never ends the session, so
+live data keeps flowing. The live notifications queued while history is read
+are bounded by ``queue_maxsize`` like any other; an overflow reconnects and
+the next session resumes from what was committed.
+
+TransferSubscriptions / Republish (Part 4 §5.13.7, §5.13.6) would let a
+session that survived a transport loss keep its subscription and fetch the
+notifications it missed. asyncua offers them only inside its own
+auto-reconnect supervisor (``Client(auto_reconnect=True)``), which takes over
+this adapter's reconnect loop, back-off and state reporting, and, when the
+server no longer has the session, quietly creates a new subscription whose
+initial values say nothing of the gap. Backfill covers the gap of a
+historized node whether or not the session survived. For a node without
+history, Republish could recover only what the server still held for the
+subscription — each monitored item's queue (``queue_size`` values, oldest
+discarded) and the unacknowledged notification messages — so a longer outage
+loses data either way.
 
 Notifications already received when the connection drops are still
 delivered. The subscription's client-side queue is bounded; on overflow the
@@ -45,10 +100,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import inspect
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -57,6 +114,9 @@ from asyncua.client.client import Client
 from asyncua.common.node import Node
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
 from asyncua.crypto import security_policies
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.status_codes import StatusCodes, get_name_and_doc
+from asyncua.ua.uaerrors import UaStatusCodeError
 
 from ._base import Adapter, BackoffPolicy, Reject, Sink
 from ._mapping import NodeBinding, OpcUaMapping
@@ -66,12 +126,34 @@ __all__ = [
     "OpcUaAdapter",
     "OpcUaConfig",
     "OpcUaSecurity",
+    "ResumeFrom",
     "quality_from_status",
 ]
 
 _log = logging.getLogger(__name__)
 
 _SEVERITY_MASK = 0xC0000000  # Part 4 §7.39: bits 30-31 of a StatusCode
+_HISTORY_READ = 1 << ua.AccessLevel.HistoryRead  # AccessLevelType bit 2 (Part 3 §8.57)
+#: HistoryRead answers that mean "no history of this node here": skipped quietly.
+_NO_HISTORY = frozenset(
+    {
+        StatusCodes.BadHistoryOperationUnsupported,
+        StatusCodes.BadHistoryOperationInvalid,
+        StatusCodes.BadServiceUnsupported,
+        StatusCodes.BadNotReadable,
+        StatusCodes.BadUserAccessDenied,
+        StatusCodes.BadNodeIdUnknown,
+        StatusCodes.BadNotSupported,
+    }
+)
+_BACKFILL_CONCURRENCY = 4  # HistoryRead requests in flight per session
+_CONTINUATION_RETRIES = 3  # BadContinuationPointInvalid answers tolerated per node
+
+#: Newest committed source timestamp per tag (entity, telemetry name), epoch seconds.
+ResumePoints = Mapping[tuple[str, str], float]
+#: The points themselves, or a function (plain or async) that gives them, called
+#: once, at the first session: after the caller has opened its buffer.
+ResumeFrom = ResumePoints | Callable[[], ResumePoints | Awaitable[ResumePoints]]
 
 
 def quality_from_status(code: int) -> Quality:
@@ -118,10 +200,42 @@ class OpcUaConfig:
     watchdog_interval: float = 1.0  # seconds between liveness probes of an idle connection
     queue_maxsize: int = 10000  # client-side notification queue; overflow reconnects
     max_batch: int = 1000  # samples per sink call
+    #: After (re)subscribing, read what the server historized since the newest
+    #: committed sample of each node (module docstring, "Backfill").
+    backfill: bool = True
+    backfill_max_age: float = 3600.0  # seconds: an older gap is read from now - this on
+    backfill_page: int = 1000  # values per node per HistoryRead response (NumValuesPerNode)
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.backfill_page < 1:
+            raise ValueError("OpcUaConfig: max_batch and backfill_page must be >= 1")
+        if self.backfill_max_age <= 0:
+            raise ValueError("OpcUaConfig: backfill_max_age must be > 0")
+
+
+class _Target:
+    """One monitored node and what its readings become, computed once per session."""
+
+    __slots__ = ("bindings", "ids", "key", "provenance")
+
+    def __init__(self, key: str, bindings: Sequence[NodeBinding], adapter: str) -> None:
+        self.key = key  # the node id string: provenance source, sample id input
+        self.bindings = tuple(bindings)
+        self.provenance = Provenance(adapter=adapter, source=key)
+        # A node feeding several tags gets one id per tag, so each is stored once.
+        self.ids = (
+            ("",) if len(bindings) == 1 else tuple(f":{b.entity}/{b.telemetry}" for b in bindings)
+        )
 
 
 class OpcUaAdapter(Adapter):
-    """Subscribes to the nodes of an :class:`OpcUaMapping` and delivers samples."""
+    """Subscribes to the nodes of an :class:`OpcUaMapping` and delivers samples.
+
+    ``resume_from``: where each tag's committed data ends, to backfill from
+    at the first session (module docstring, "Backfill"): a mapping, or a
+    function called once, then, e.g. one that gives the telemetry buffer's
+    newest sample per tag, ``{s.tag: s.source_ts for s in await buffer.latest_per_tag()}``.
+    """
 
     kind = "opcua"
 
@@ -133,6 +247,7 @@ class OpcUaAdapter(Adapter):
         backoff: BackoffPolicy | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
+        resume_from: ResumeFrom | None = None,
     ) -> None:
         kwargs: dict[str, Any] = {"backoff": backoff, "rng": rng}
         if clock is not None:
@@ -141,14 +256,25 @@ class OpcUaAdapter(Adapter):
         self.config = config
         self.subscribed = 0  # monitored items in the current session
         self.overflows = 0
+        self._resume_from = resume_from
+        #: Newest committed source timestamp per node id string, across sessions.
+        self._newest: dict[str, float] = {}
+        self._backfill: Counter[str] = Counter()  # samples, reads, clipped, truncated, failed
+        self._no_history = 0  # monitored nodes without readable history, last backfill
 
     def _details(self) -> dict[str, str]:
         sec = self.config.security
-        return {
+        details = {
             "endpoint": self.config.url,
             "security": f"{sec.policy}/{sec.mode}" if sec else "None",
             "monitored_items": str(self.subscribed),
+            "backfill": "on" if self.config.backfill else "off",
         }
+        if self.config.backfill:
+            details["backfill_no_history"] = str(self._no_history)
+            for key in ("samples", "reads", "clipped", "truncated", "failed"):
+                details[f"backfill_{key}"] = str(self._backfill[key])
+        return details
 
     async def _client(self) -> Client:
         c = self.config
@@ -195,11 +321,16 @@ class OpcUaAdapter(Adapter):
                 raise ConnectionError("no mapped node could be monitored")
             await self._deliver(sink, (), rejects)
             await self._connected()
+            if c.backfill:
+                # After subscribing, so that nothing falls between history and live.
+                await self._backfill_all(client, sink, by_node)
+            targets = {key: _Target(key, b, self.name) for key, (_, b) in by_node.items()}
+            by_handle: dict[int, _Target | None] = {}
             while True:
                 batch, closed = await self._next_batch(sub, lost)
-                samples, rejects, ended = self._convert(batch, by_node)
+                samples, rejects, newest, ended = self._convert(batch, targets, by_handle)
                 # Deliver what arrived before any loss signal, then end the session.
-                await self._deliver(sink, samples, rejects)
+                await self._commit(sink, samples, rejects, newest)
                 if ended is not None:
                     raise ConnectionError(f"subscription ended: {ended}")
                 if closed:
@@ -282,76 +413,307 @@ class OpcUaAdapter(Adapter):
                 if isinstance(first.exception(), StopAsyncIteration):
                     return batch, True
                 batch.append(first.result())
-        while len(batch) < self.config.max_batch:
-            # Queue.get() returns without suspending when an item is queued, so a
-            # zero timeout fires only when the queue is empty: no item is lost
-            # to the cancellation (asyncio.Queue re-wakes the next getter).
-            try:
-                async with asyncio.timeout(0):
+        limit = self.config.max_batch
+        # Queue.get() returns without suspending while items are queued, so the
+        # task yields to the loop, and a zero timeout can fire, only once the
+        # queue is empty: the cancellation then hits a get() that holds no item
+        # (asyncio.Queue re-wakes the next getter). One timeout for the whole
+        # drain, not one per item: this is the hot path.
+        try:
+            async with asyncio.timeout(0):
+                while len(batch) < limit:
                     batch.append(await anext(sub))
-            except TimeoutError:
-                break
-            except StopAsyncIteration:
-                return batch, True
+        except TimeoutError:
+            pass
+        except StopAsyncIteration:
+            return batch, True
         return batch, False
 
     def _convert(
-        self, batch: Sequence[Any], by_node: dict[str, tuple[Node, list[NodeBinding]]]
-    ) -> tuple[list[Sample], list[Reject], str | None]:
-        """Samples and rejects from notifications, and why the subscription ended, if it did."""
+        self,
+        batch: Sequence[Any],
+        targets: Mapping[str, _Target],
+        by_handle: dict[int, _Target | None],
+    ) -> tuple[list[Sample], list[Reject], dict[str, float], str | None]:
+        """Samples and rejects from notifications, the newest source timestamp per
+        node among them, and why the subscription ended, if it did.
+
+        ``by_handle`` caches the target per monitored item (client handle) for the
+        session: formatting a node id per notification is a hot-path cost.
+        """
         now = self._now()
         samples: list[Sample] = []
         rejects: list[Reject] = []
+        newest: dict[str, float] = {}
         ended: str | None = None
         for ev in batch:
-            if isinstance(ev, StatusChangeEvent):
-                status = ev.notification.Status
-                if quality_from_status(status.value) is Quality.BAD_STATUS:
-                    # Part 4 §7.25.4 StatusChangeNotification: BadTimeout, or asyncua's
-                    # BadShutdown when the transport went away. Keep converting: the
-                    # notifications around it are real readings.
-                    ended = status.name
-                continue
             if not isinstance(ev, DataChangeEvent):
+                if isinstance(ev, StatusChangeEvent):
+                    status = ev.notification.Status
+                    if quality_from_status(status.value) is Quality.BAD_STATUS:
+                        # Part 4 §7.25.4 StatusChangeNotification: BadTimeout, or asyncua's
+                        # BadShutdown when the transport went away. Keep converting: the
+                        # notifications around it are real readings.
+                        ended = status.name
                 continue
-            key = ev.node.nodeid.to_string()
-            entry = by_node.get(key)
-            if entry is None:
+            item = ev.data.monitored_item
+            handle = item.ClientHandle
+            try:
+                target = by_handle[handle]
+            except KeyError:
+                target = by_handle[handle] = targets.get(ev.node.nodeid.to_string())
+            if target is None:
                 continue  # a node this session no longer monitors
-            dv = ev.data.monitored_item.Value
-            code = dv.StatusCode.value if dv.StatusCode is not None else 0
-            quality = quality_from_status(code)
-            raw = ev.value
-            value: Value
-            if raw is None and quality is Quality.BAD_STATUS:
-                value = math.nan
-            elif isinstance(raw, bool | int | float | str):
-                value = raw
-            else:
-                rejects.append(self._reject(key, "unsupported value type", type(raw).__name__, now))
-                continue
-            server_ts = _epoch(dv.ServerTimestamp)
-            source_ts = _epoch(dv.SourceTimestamp)
-            if source_ts is None:
-                quality |= Quality.NO_SOURCE_TIME
-                source_ts = server_ts if server_ts is not None else now
-            sid = make_sample_id(self.kind, key, source_ts=source_ts, value=value)
-            for b in entry[1]:
-                samples.append(
-                    Sample(
-                        entity=b.entity,
-                        name=b.telemetry,
-                        value=value,
-                        unit=b.unit,
-                        source_ts=source_ts,
-                        server_ts=server_ts,
-                        received_ts=now,
-                        quality=quality,
-                        provenance=Provenance(adapter=self.name, source=key),
-                        sample_id=sid if len(entry[1]) == 1 else f"{sid}:{b.entity}/{b.telemetry}",
-                    )
+            error = self._append(samples, target, item.Value, ev.value, now, newest)
+            if error is not None:
+                rejects.append(self._reject(target.key, "unsupported value type", error, now))
+        return samples, rejects, newest, ended
+
+    def _append(
+        self,
+        out: list[Sample],
+        target: _Target,
+        dv: ua.DataValue,
+        raw: Any,
+        now: float,
+        newest: dict[str, float],
+    ) -> str | None:
+        """Append the samples of one DataValue (one per binding of its node) to ``out``.
+
+        Live notifications and history go through here alike, so one reading
+        gets one sample id whichever way it arrives. Returns the type name of an
+        unsupported value instead (nothing appended).
+        """
+        key = target.key
+        code = dv.StatusCode.value if dv.StatusCode is not None else 0
+        quality = quality_from_status(code) if code else Quality.GOOD
+        value: Value
+        if raw is None and quality is Quality.BAD_STATUS:
+            value = math.nan
+        elif isinstance(raw, (bool, int, float, str)):  # a tuple: faster than a union
+            value = raw
+        else:
+            return type(raw).__name__
+        server_ts = _epoch(dv.ServerTimestamp)
+        source_ts = _epoch(dv.SourceTimestamp)
+        if source_ts is None:
+            quality |= Quality.NO_SOURCE_TIME
+            source_ts = server_ts if server_ts is not None else now
+        elif source_ts > newest.get(key, -math.inf):
+            newest[key] = source_ts  # only the device's clock is a resume point
+        sid = make_sample_id(self.kind, key, source_ts=source_ts, value=value)
+        for b, suffix in zip(target.bindings, target.ids, strict=True):
+            out.append(
+                Sample(
+                    entity=b.entity,
+                    name=b.telemetry,
+                    value=value,
+                    unit=b.unit,
+                    source_ts=source_ts,
+                    server_ts=server_ts,
+                    received_ts=now,
+                    quality=quality,
+                    provenance=target.provenance,
+                    sample_id=sid + suffix,
                 )
-        return samples, rejects, ended
+            )
+        return None
+
+    async def _commit(
+        self,
+        sink: Sink,
+        samples: Sequence[Sample],
+        rejects: Sequence[Reject],
+        newest: Mapping[str, float],
+    ) -> None:
+        """Deliver, then advance the per-node resume points: only what is committed counts."""
+        await self._deliver(sink, samples, rejects)
+        self._advance(newest)
+
+    def _advance(self, newest: Mapping[str, float]) -> None:
+        for key, ts in newest.items():
+            if ts > self._newest.get(key, -math.inf):
+                self._newest[key] = ts
+
+    # -- backfill (module docstring) ---------------------------------------------------
+
+    async def _resume_points(self, by_node: Mapping[str, tuple[Node, list[NodeBinding]]]) -> None:
+        """Fold ``resume_from`` (fetched once) into the per-node resume points.
+
+        A node feeding several tags resumes from the one that is furthest behind.
+        """
+        source, self._resume_from = self._resume_from, None
+        if source is None:
+            return
+        if isinstance(source, Mapping):
+            points = source
+        else:
+            got = source()
+            points = await got if inspect.isawaitable(got) else got
+        for key, (_, bindings) in by_node.items():
+            known = [points[t] for b in bindings if (t := (b.entity, b.telemetry)) in points]
+            if known and key not in self._newest:
+                self._newest[key] = min(known)
+
+    async def _backfill_all(
+        self, client: Client, sink: Sink, by_node: Mapping[str, tuple[Node, list[NodeBinding]]]
+    ) -> None:
+        """HistoryRead every monitored node that has a resume point and readable history."""
+        await self._resume_points(by_node)
+        wanted = [key for key in by_node if key in self._newest]
+        self._no_history = 0
+        if not wanted:
+            return
+        try:
+            levels = await client.uaclient.read_attributes(
+                [by_node[key][0].nodeid for key in wanted], AttributeIds.UserAccessLevel
+            )
+        except UaStatusCodeError as exc:
+            _log.info("adapter %s: cannot read UserAccessLevel: %r; no backfill", self.name, exc)
+            self._no_history = len(wanted)
+            return
+        readable = []
+        for key, level in zip(wanted, levels, strict=True):
+            good = level.StatusCode is None or level.StatusCode.is_good()
+            bits = level.Value.Value if good and level.Value is not None else 0
+            if isinstance(bits, int) and bits & _HISTORY_READ:
+                readable.append(key)
+            else:
+                self._no_history += 1
+        floor = self._now() - self.config.backfill_max_age
+        gate = asyncio.Semaphore(_BACKFILL_CONCURRENCY)
+
+        async def one(key: str) -> None:
+            start = self._newest[key]
+            if start < floor:
+                # Info, not a warning: a node that rarely changes looks the same.
+                _log.info(
+                    "adapter %s: %s: newest sample older than backfill_max_age; reading %s s",
+                    self.name,
+                    key,
+                    self.config.backfill_max_age,
+                )
+                self._backfill["clipped"] += 1
+                start = floor
+            node, bindings = by_node[key]
+            target = _Target(key, bindings, self.name)
+            async with gate:
+                await self._backfill_node(client, sink, node.nodeid, target, start)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for key in readable:
+                    tg.create_task(one(key))
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None  # the first failure ends the session
+
+    async def _backfill_node(
+        self, client: Client, sink: Sink, node_id: ua.NodeId, target: _Target, start: float
+    ) -> None:
+        """Page through one node's raw history from ``start`` (inclusive) to its end.
+
+        ``start`` follows the newest instant delivered, and ``delivered`` holds the
+        ids delivered at that instant: a read by time from there (after a full page
+        without a continuation point, or when the server forgot the point) skips them.
+        """
+        key = target.key
+        page = self.config.backfill_page
+        point: bytes | None = None  # continuation point
+        delivered: set[str] = set()
+        retries = 0
+        while True:
+            asked_from = start
+            try:
+                result = await self._history_read(client, node_id, start, point)
+            except UaStatusCodeError as exc:  # a ServiceFault for the whole request
+                self._history_failed(key, exc.code)
+                return
+            code = result.StatusCode
+            if code is not None and code.is_bad():
+                if code.value == StatusCodes.BadContinuationPointInvalid and (
+                    point is not None and retries < _CONTINUATION_RETRIES
+                ):
+                    # The server dropped it (timed out, too many): go on by time instead.
+                    point, retries = None, retries + 1
+                    continue
+                self._history_failed(key, code.value)
+                return
+            history = result.HistoryData
+            values: list[ua.DataValue] = (
+                list(history.DataValues or []) if isinstance(history, ua.HistoryData) else []
+            )
+            now = self._now()
+            samples: list[Sample] = []
+            rejects: list[Reject] = []
+            newest: dict[str, float] = {}
+            for dv in values:
+                raw = dv.Value.Value if dv.Value is not None else None
+                error = self._append(samples, target, dv, raw, now, newest)
+                if error is not None:
+                    rejects.append(self._reject(key, "unsupported value type", error, now))
+            fresh = [s for s in samples if s.sample_id not in delivered]
+            step = self.config.max_batch
+            await self._deliver(sink, (), rejects)
+            for i in range(0, len(fresh), step):
+                await self._deliver(sink, fresh[i : i + step])
+            self._advance(newest)
+            self._backfill["samples"] += len(fresh)
+            last = newest.get(key)
+            if last is not None and last >= start:
+                if last > start:
+                    start, delivered = last, set()
+                delivered.update(s.sample_id for s in samples if s.source_ts == last)
+            point = result.ContinuationPoint or None
+            if point is not None:
+                continue
+            if len(values) < page:
+                return  # the end of the history
+            # A full page and no continuation point: some servers stop at
+            # NumValuesPerNode without one. Go on by time, unless the page did not
+            # get past the instant it was read from (more than a page at one instant).
+            if start <= asked_from:
+                _log.warning(
+                    "adapter %s: %s: over %d history values at one instant; backfill stops",
+                    self.name,
+                    key,
+                    page,
+                )
+                self._backfill["truncated"] += 1
+                return
+
+    async def _history_read(
+        self, client: Client, node_id: ua.NodeId, start: float, point: bytes | None
+    ) -> ua.HistoryReadResult:
+        """One HistoryRead (Part 4 §5.10.3) of raw values from ``start`` to the end."""
+        details = ua.ReadRawModifiedDetails(
+            IsReadModified=False,
+            StartTime=dt.datetime.fromtimestamp(start, dt.UTC),
+            # DateTime "null" (0, Part 6 §5.2.2.5): no end, NumValuesPerNode bounds the read.
+            EndTime=ua.get_win_epoch(),
+            NumValuesPerNode=self.config.backfill_page,
+            ReturnBounds=False,  # bounding values lie outside the gap, or are not values
+        )
+        params = ua.HistoryReadParameters(
+            HistoryReadDetails=details,
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+            ReleaseContinuationPoints=False,
+            NodesToRead=[ua.HistoryReadValueId(NodeId=node_id, ContinuationPoint=point)],
+        )
+        self._backfill["reads"] += 1
+        (result,) = await client.uaclient.history_read(params)
+        return result
+
+    def _history_failed(self, key: str, code: int) -> None:
+        if code in _NO_HISTORY:
+            self._no_history += 1
+            return
+        _log.warning(
+            "adapter %s: %s: HistoryRead failed (%s); this gap is not backfilled",
+            self.name,
+            key,
+            get_name_and_doc(code)[0],
+        )
+        self._backfill["failed"] += 1
 
     def _reject(self, source: str, reason: str, detail: str, now: float | None = None) -> Reject:
         return Reject(

@@ -35,8 +35,15 @@ class IngestPipeline:
         self._clock = clock
 
     async def __call__(self, samples: Sequence[Sample], rejects: Sequence[Reject] = (), /) -> None:
+        await self.ingest(samples, rejects)
+
+    async def ingest(
+        self, samples: Sequence[Sample], rejects: Sequence[Reject] = ()
+    ) -> list[Sample]:
+        """Check and store one batch; returns the samples as stored (flagged, converted)."""
         checked, events = self.checker.check_batch(samples, self._clock())
         await self.buffer.append(checked, rejects, events=events)
+        return checked
 
     async def prime(self) -> None:
         """Seed the checker with the newest stored sample of every tag (after a restart)."""

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twinmesh.adapters import Adapter, AdapterStatus, Reject, Sample
+from twinmesh.adapters import Adapter, AdapterStatus, Quality, Reject, Sample
 
 from ._buffer import TelemetryBuffer
 from ._ingest import IngestPipeline
@@ -42,9 +42,20 @@ __all__ = ["TelemetryService", "build_adapter"]
 _log = logging.getLogger("twinmesh.node.telemetry")
 
 
-def build_adapter(spec: AdapterSpec, *, seed: str, clock: Callable[[], float]) -> Adapter:
+def build_adapter(
+    spec: AdapterSpec,
+    *,
+    seed: str,
+    clock: Callable[[], float],
+    resume_from: Callable[[], Mapping[tuple[str, str], float]] | None = None,
+) -> Adapter:
     """The adapter a spec describes. Jitter is seeded per node and adapter so
-    that plants do not reconnect in lock-step after a shared broker restarts."""
+    that plants do not reconnect in lock-step after a shared broker restarts.
+
+    ``resume_from`` gives the newest stored source time per tag: an OPC UA
+    adapter backfills from there out of the server's history, so readings
+    made while this node was down are not lost (MQTT needs no such help: the
+    broker queues for our persistent session)."""
     rng = random.Random(seed)
     if spec.kind == "mqtt":
         from twinmesh.adapters.mqtt import MqttAdapter
@@ -52,7 +63,7 @@ def build_adapter(spec: AdapterSpec, *, seed: str, clock: Callable[[], float]) -
         return MqttAdapter(spec.config, name=spec.name, rng=rng, clock=clock)
     from twinmesh.adapters.opcua import OpcUaAdapter
 
-    return OpcUaAdapter(spec.config, name=spec.name, rng=rng, clock=clock)
+    return OpcUaAdapter(spec.config, name=spec.name, rng=rng, clock=clock, resume_from=resume_from)
 
 
 class TelemetryService:
@@ -71,7 +82,10 @@ class TelemetryService:
         self.buffer: TelemetryBuffer | None = None
         self.pipeline: IngestPipeline | None = None
         self.adapters: list[Adapter] = [
-            build_adapter(a, seed=f"{node_name}/{a.name}", clock=clock) for a in settings.adapters
+            build_adapter(
+                a, seed=f"{node_name}/{a.name}", clock=clock, resume_from=self._resume_points
+            )
+            for a in settings.adapters
         ]
         #: Newest sample per tag (by source time) and when it arrived, for the API.
         self.latest: dict[tuple[str, str], Sample] = {}
@@ -91,10 +105,18 @@ class TelemetryService:
         for sample in await self.buffer.latest_per_tag():
             self.latest[sample.tag] = sample
 
+    def _resume_points(self) -> dict[tuple[str, str], float]:
+        # ``latest`` was primed from the buffer in open(), before any adapter runs.
+        # A reading without a device timestamp carries our clock: no place to resume from.
+        return {
+            tag: sample.source_ts
+            for tag, sample in self.latest.items()
+            if Quality.NO_SOURCE_TIME not in sample.quality
+        }
+
     async def _sink(self, samples: Sequence[Sample], rejects: Sequence[Reject] = (), /) -> None:
         assert self.pipeline is not None
-        await self.pipeline(samples, rejects)
-        for sample in samples:
+        for sample in await self.pipeline.ingest(samples, rejects):
             old = self.latest.get(sample.tag)
             if old is None or sample.source_ts >= old.source_ts:
                 self.latest[sample.tag] = sample
