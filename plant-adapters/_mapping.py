@@ -61,6 +61,8 @@ __all__ = [
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SEGMENT_VAR = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(#?)\}$")
 _CACHE_LIMIT = 65536
+#: OPC UA DataChangeTrigger names (Part 4 §7.22.2) and their enumeration values.
+TRIGGERS = {"status": 0, "status-value": 1, "status-value-timestamp": 2}
 
 
 class MappingError(ValueError):
@@ -256,10 +258,20 @@ class OpcUaMapping:
     publishing_interval_ms: float = 250.0
     sampling_interval_ms: float = 100.0
     queue_size: int = 10
+    #: DataChangeTrigger (Part 4 §7.22.2). "status-value-timestamp" reports every
+    #: new device reading, even one repeating the last value: a stuck transmitter
+    #: then arrives as a run of identical readings (STUCK), not as silence (STALE),
+    #: and the buffer holds every reading the device made, as a historian would.
+    trigger: str = "status-value-timestamp"
 
     def __post_init__(self) -> None:
         if not self.bindings:
             raise MappingError("an OPC UA mapping needs at least one [[node]]")
+        if self.trigger not in TRIGGERS:
+            raise MappingError(
+                f"subscription.trigger: expected one of {', '.join(TRIGGERS)},"
+                f" found {self.trigger!r}"
+            )
         seen: set[tuple[str, str]] = set()
         for b in self.bindings:
             if (b.entity, b.telemetry) in seen:
@@ -304,6 +316,7 @@ class OpcUaMapping:
                 ("publishing_interval_ms", publishing),
                 ("sampling_interval_ms", sampling),
                 ("queue_size", queue),
+                ("trigger", _opt_str(sub, "trigger")),
             )
             if v is not None
         }

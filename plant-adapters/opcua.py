@@ -119,7 +119,7 @@ from asyncua.ua.status_codes import StatusCodes, get_name_and_doc
 from asyncua.ua.uaerrors import UaStatusCodeError
 
 from ._base import Adapter, BackoffPolicy, Reject, Sink
-from ._mapping import NodeBinding, OpcUaMapping
+from ._mapping import TRIGGERS, NodeBinding, OpcUaMapping
 from ._sample import Provenance, Quality, Sample, Value, make_sample_id
 
 __all__ = [
@@ -257,6 +257,8 @@ class OpcUaAdapter(Adapter):
         self.subscribed = 0  # monitored items in the current session
         self.overflows = 0
         self._resume_from = resume_from
+        #: Monitored-item client handles: unique per adapter, across sessions.
+        self._client_handle = 1 << 20
         #: Newest committed source timestamp per node id string, across sessions.
         self._newest: dict[str, float] = {}
         self._backfill: Counter[str] = Counter()  # samples, reads, clipped, truncated, failed
@@ -380,10 +382,32 @@ class OpcUaAdapter(Adapter):
                 [],
             ).append(key)
         rejects: list[Reject] = []
+        # One DataChangeFilter for all items; built here rather than through
+        # subscribe_data_change, which cannot set a filter (Part 4 §7.22.2).
+        data_filter = ua.DataChangeFilter(
+            Trigger=ua.DataChangeTrigger(TRIGGERS[m.trigger]),
+            DeadbandType=ua.DeadbandType.None_,
+        )
         for (sampling, queue), keys in groups.items():
-            results = await sub.subscribe_data_change(
-                [by_node[k][0] for k in keys], sampling_interval=sampling, queuesize=queue
-            )
+            requests = []
+            for k in keys:
+                self._client_handle += 1
+                requests.append(
+                    ua.MonitoredItemCreateRequest(
+                        ItemToMonitor=ua.ReadValueId(
+                            NodeId=by_node[k][0].nodeid, AttributeId=ua.AttributeIds.Value
+                        ),
+                        MonitoringMode=ua.MonitoringMode.Reporting,
+                        RequestedParameters=ua.MonitoringParameters(
+                            ClientHandle=self._client_handle,
+                            SamplingInterval=sampling,
+                            QueueSize=queue,
+                            DiscardOldest=True,
+                            Filter=data_filter,
+                        ),
+                    )
+                )
+            results = await sub.create_monitored_items(requests)
             for key, result in zip(keys, results, strict=True):
                 if isinstance(result, ua.StatusCode):
                     rejects.append(self._reject(key, "subscribe failed", result.name))

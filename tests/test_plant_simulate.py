@@ -34,6 +34,7 @@ from twinmesh.adapters.mqtt import MqttAdapter, MqttConfig, decode_payload
 from twinmesh.adapters.opcua import OpcUaAdapter, OpcUaConfig
 from twinmesh.adapters.synthetic import MODELS_DIR
 from twinmesh.node.dtdl import ModelRegistry, unit_symbol
+from twinmesh.node.telemetry import parse_telemetry
 from twinmesh.node.telemetry._quality import QualityChecker, TagSpec
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
@@ -183,7 +184,20 @@ def test_ready_line_and_plant_json(plant: dict[str, Any]) -> None:
     assert info["opcua"]["namespace"] == f"urn:twinmesh:plant:{SITE}"
     assert info["mqtt"]["port"] == plant["broker"].port
     assert abs(info["start"] - time.time()) < 60
-    assert set(info["files"]) == {"assets", "ground_truth", "opcua_mapping", "mqtt_mapping"}
+    assert set(info["files"]) == {
+        "assets",
+        "ground_truth",
+        "opcua_mapping",
+        "mqtt_mapping",
+        "node_telemetry",
+    }
+    # The tables for the node's config parse with the node's own loader.
+    tables = tomllib.loads(Path(info["files"]["node_telemetry"]).read_text())
+    settings = parse_telemetry(tables, rel=Path, data_dir=out)
+    assert settings is not None and len(settings.assets) == 3
+    by_kind = {a.kind: a.config for a in settings.adapters}
+    assert by_kind["opcua"].url == info["opcua"]["endpoint"]
+    assert by_kind["mqtt"].port == plant["broker"].port
     assert _assets(out) == {
         f"{SITE}/line-1/{name}": {
             "entity": f"{SITE}/line-1/{name}",

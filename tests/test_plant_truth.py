@@ -90,7 +90,6 @@ def run() -> dict[str, Any]:
     checker = QualityChecker(specs)
     flags: dict[str, list[tuple[str, str, float]]] = defaultdict(list)  # flag -> (entity, tag, ts)
     events: list[tuple[str, str, str, float]] = []  # (kind, entity, tag, at)
-    last_sent: dict[tuple[str, str], float] = {}
     for n in range(TICKS):
         ts = START + n * INTERVAL
         now = ts + LATENCY
@@ -100,10 +99,8 @@ def run() -> dict[str, Any]:
             tick = sim.tick()
             truth.observe(a, tick, ts)
             for tag, value in tick.values.items():
-                key = (a.entity, tag)
-                if a.protocol == "opcua" and last_sent.get(key) == value:
-                    continue  # the server reports changes only
-                last_sent[key] = value
+                # Every reading arrives, repeats too: the adapter's OPC UA trigger
+                # is STATUS_VALUE_TIMESTAMP (plant-adapters/_mapping.py).
                 source = f"{a.name}.{tag}"
                 sample = Sample(
                     entity=a.entity,
@@ -135,7 +132,7 @@ def test_expected_quality_per_fault(run: dict[str, Any]) -> None:
     expected = {r["id"]: r["expected_quality"] for r in run["records"]}
     assert expected == {
         "cool": ["OUT_OF_RANGE"],
-        "speed-stuck": ["STALE"],  # OPC UA: a frozen value is silence
+        "speed-stuck": ["STUCK"],  # OPC UA, trigger STATUS_VALUE_TIMESTAMP: repeats arrive
         "flow-stuck": ["STUCK"],  # MQTT: the repeats arrive
         "pump-gone": ["STALE"],
         "pressure-drift": ["OUT_OF_RANGE"],  # observed: it drifted past 25 bar

@@ -16,12 +16,13 @@ mark a fault still running ``truncated``, with ``end`` clipped to the stop.
 ``expected_quality`` is what a data-quality checker on the receiving node
 should raise for the fault (twinmesh.node.telemetry quality flags/events):
 
-* ``stuck_sensor``: ``STUCK`` over MQTT, where every repeated reading arrives.
-  Over OPC UA it is ``STALE``: a server reports a monitored item only when its
-  value or status changes (OPC UA Part 4 §7.22.2, the default DataChangeTrigger
-  STATUS_VALUE), so a frozen value reaches a default subscription as silence.
-  A checker needs its own minimum run (twinmesh: 10 readings over 60 s) to
-  call a run stuck; ``observed.span`` says how long the run was.
+* ``stuck_sensor``: ``STUCK``, on both protocols. Over OPC UA the repeats
+  arrive because the twinmesh adapter subscribes with DataChangeTrigger
+  STATUS_VALUE_TIMESTAMP (Part 4 §7.22.2): each new source timestamp is a
+  reading. (A client on the default STATUS_VALUE trigger would see silence,
+  i.e. STALE, instead.) A checker needs its own minimum run (twinmesh: 10
+  readings over 60 s) to call a run stuck; ``observed.span`` says how long
+  the run was.
 * ``dropout``: ``STALE`` (nothing arrives).
 * any fault whose affected readings left the model's ExpectedRange:
   ``OUT_OF_RANGE`` — observed, not predicted, so the truth holds even if a
@@ -45,8 +46,9 @@ from ._plant import Tick
 __all__ = ["GroundTruth"]
 
 _OPCUA_STUCK_NOTE = (
-    "OPC UA reports a monitored item only when its value or status changes (Part 4 §7.22.2, "
-    "DataChangeTrigger STATUS_VALUE): a frozen value reaches a default subscription as silence"
+    "over OPC UA the repeats arrive only to a subscription with DataChangeTrigger "
+    "STATUS_VALUE_TIMESTAMP (Part 4 §7.22.2, the twinmesh adapter's default); the default "
+    "STATUS_VALUE trigger reports a frozen value as silence"
 )
 
 
@@ -139,7 +141,7 @@ class GroundTruth:
         f, a, o = e.fault, e.asset, e.observed
         expected: list[str] = []
         if f.kind == "stuck_sensor":
-            expected.append("STUCK" if a.protocol == "mqtt" else "STALE")
+            expected.append("STUCK")
         elif f.kind == "dropout":
             expected.append("STALE")
         intended = f.kind == "cooling_failure" and status in ("planned", "active")
