@@ -21,11 +21,12 @@ from ._orset import ORSet
 from ._policy import provisional
 from ._scalars import GrowOnlyLog, LWWRegister, PNCounter, SingleWriterRegister
 from ._schema import EntitySchema, FieldKind, FieldSpec, Policy, ValueType, check_plain_value
-from ._state import Delta, ReplicaState
+from ._state import FLEET_HOME, Delta, ReplicaState
 from ._text import TextCrdt, yrs_client_id
 
 __all__ = [
     "FIELD_TYPES",
+    "FLEET_HOME",
     "FORMAT_VERSION",
     "CausalContext",
     "Conflict",

@@ -23,11 +23,15 @@ from ._schema import EntitySchema, FieldKind, check_plain_value
 from ._text import TextCrdt
 from ._values import canonical
 
-__all__ = ["Delta", "ReplicaState"]
+__all__ = ["FLEET_HOME", "Delta", "ReplicaState"]
 
 # Not bool: Python treats True as 1 (equal and same hash), so a set could not
 # tell them apart and replicas holding both would encode differently.
 _SET_ELEMENT_TYPES = (str, int, bytes)
+
+#: The home of fleet-wide entities: owned by no replica, creatable by any.
+#: Node names are ``[a-z0-9-]`` only, so it cannot be a node's name.
+FLEET_HOME = "*"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,17 +93,27 @@ class ReplicaState:
             raise LocalProtocolError(f"unknown model {model!r}") from None
 
     # Local mutators ------------------------------------------------------
-    def create(self, entity_id: str, model: str, *, author: str) -> Delta:
-        """Create an entity whose home is this replica."""
+    def create(self, entity_id: str, model: str, *, author: str, home: str | None = None) -> Delta:
+        """Create an entity whose home is this replica, or a fleet-wide one.
+
+        ``home=FLEET_HOME`` creates an entity no replica owns (a replicated
+        model document): any replica may create it, and concurrent creations
+        carry the same header, so they join instead of colliding. Such an
+        entity can have no reported fields (nobody is home to write them).
+        """
+        if home is None:
+            home = self.replica
+        if home not in (self.replica, FLEET_HOME):
+            raise LocalProtocolError(
+                f"{self.replica} creates entities at home here or fleet-wide, not at {home!r}"
+            )
         if entity_id in self.entities:
             raise LocalProtocolError(f"entity {entity_id!r} already exists")
         if not entity_id or len(entity_id) > 256:
             raise LocalProtocolError("entity ids are 1..256 characters")
         check_plain_value(entity_id, where="entity id")
         self.schema(model)
-        delta = Delta(
-            origin=self.replica, author=author, entity=entity_id, model=model, home=self.replica
-        )
+        delta = Delta(origin=self.replica, author=author, entity=entity_id, model=model, home=home)
         self._join(delta)
         return delta
 
@@ -300,7 +314,7 @@ class ReplicaState:
         if delta.field is None:
             if delta.state is not None:
                 raise RemoteProtocolError(f"{where}: a creation carries no field state")
-            if delta.origin != delta.home:
+            if delta.origin != delta.home and delta.home != FLEET_HOME:
                 raise RemoteProtocolError(
                     f"{where}: only the home replica {delta.home} creates the entity"
                 )

@@ -37,6 +37,7 @@ from twinmesh.crdt import (
     state_digest,
 )
 
+from ._api_models import add_model_routes
 from ._api_telemetry import add_telemetry_routes
 from ._models import AUDIT_ENTITY
 from ._openapi import openapi_document
@@ -306,7 +307,9 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
                         for n, f in sorted(s.fields.items())
                     }
                     for m, s in sorted(node.schemas.items())
-                }
+                },
+                # Replicated documents this node could not adopt, and why.
+                "refused": dict(sorted(node.shared_models.refused.items())),
             }
         )
 
@@ -560,6 +563,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
             queue.put_nowait({"type": "shutdown", "node": node.config.name})
 
     add_telemetry_routes(routes, node, require)
+    add_model_routes(routes, node, require)
     app = web.Application(middlewares=[observe], client_max_size=node.config.max_body_bytes)
     app.add_routes(routes)
     app.on_shutdown.append(end_feeds)

@@ -9,6 +9,7 @@ from pathlib import Path
 from twinmesh.crdt import EntitySchema, FieldKind, FieldSpec
 from twinmesh.crdt.demo_models import PUMP_SCHEMAS
 
+from ._shared_models import MODEL_DOCUMENT, MODEL_SCHEMA
 from .dtdl import ModelRegistry
 
 __all__ = ["AUDIT_ENTITY", "AUDIT_MODEL", "SHIPPED_MODELS", "load_registry", "load_schemas"]
@@ -32,9 +33,11 @@ def AUDIT_ENTITY(node: str) -> str:
 
 
 def load_registry(extra: Sequence[Path] = ()) -> ModelRegistry:
-    """The DTDL models: shipped ones plus the files (or directories) in ``extra``."""
+    """The DTDL models: shipped ones, then the files (or directories) in ``extra``."""
     registry = ModelRegistry()
-    registry.add_files([SHIPPED_MODELS, *extra])
+    registry.add_files([SHIPPED_MODELS])
+    if extra:
+        registry.add_files(list(extra))
     return registry
 
 
@@ -45,6 +48,7 @@ def load_schemas(
     registry = registry if registry is not None else load_registry(extra)
     schemas: dict[str, EntitySchema] = dict(PUMP_SCHEMAS)
     schemas[AUDIT_MODEL] = AUDIT
+    schemas[MODEL_DOCUMENT] = MODEL_SCHEMA
     for dtmi in registry:
         schemas[dtmi] = registry.entity_schema(dtmi)
     return schemas

@@ -41,6 +41,7 @@ from twinmesh.sync import (
 
 from ._config import ConfigError, NodeConfig
 from ._models import AUDIT_ENTITY, AUDIT_MODEL, load_registry, load_schemas
+from ._shared_models import SharedModels
 from ._signing import load_fleet_public_key, load_identity
 from ._store import Store
 from .telemetry import TelemetryConfigError, TelemetryService, tag_specs
@@ -69,8 +70,12 @@ class Node:
         self.config = config
         self.clock = clock  # the only wall clock; the pure core receives its readings
         self.metrics = NodeMetrics()
-        self.registry = load_registry(config.models)
+        self.registry = load_registry()
+        shipped = frozenset(self.registry)
+        if config.models:
+            self.registry.add_files(list(config.models))
         self.schemas = load_schemas(registry=self.registry)
+        self.shared_models = SharedModels(self.registry, self.schemas, shipped=shipped)
         self.state = ReplicaState(config.name, self.schemas)
         self.identity = load_identity(config.name, config.signing_dir)
         self.fleet_public_key = load_fleet_public_key(config.signing_dir / "fleet-signing.pub")
@@ -122,6 +127,15 @@ class Node:
         await self._replay()
         if AUDIT_ENTITY(cfg.name) not in self.state.entities:
             await self.write(lambda s: s.create(AUDIT_ENTITY(cfg.name), AUDIT_MODEL, author="node"))
+        # Models: adopt what the fleet replicated, then replicate our own additions.
+        self.shared_models.adopt(self.state)
+        missing = self.shared_models.missing_in_state(self.state)
+        if missing:
+            await self.write_many(
+                *self.shared_models.mutators(
+                    self.state, missing, "node", lambda: int(self.clock() * 1000)
+                )
+            )
         if self.telemetry is not None:
             await self._create_asset_twins()
             await self.telemetry.open()
@@ -296,6 +310,8 @@ class Node:
         except Exception as exc:
             self.fail(exc)
             raise
+        if any(e["entity"].startswith("_models/") for e in events):
+            self.shared_models.adopt(self.state)
         for event in events:
             self.publish(event)
 

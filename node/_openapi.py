@@ -156,7 +156,30 @@ def openapi_document(version: str) -> dict[str, Any]:
                     params=[_path_param("entity"), _path_param("field")],
                 ),
             },
-            "/v1/models": {"get": _op("The models this node knows", "viewer", "models", *auth)},
+            "/v1/models": {
+                "get": _op("The models this node knows", "viewer", "models", *auth),
+                "post": _op(
+                    "Register DTDL v3 Interfaces (an object or an array); replicated to the fleet",
+                    "admin",
+                    "registered (201) or already known (200)",
+                    400,
+                    *auth,
+                    409,
+                    413,
+                    422,
+                    body={"type": ["object", "array"]},
+                ),
+            },
+            "/v1/models/{dtmi}": {
+                "get": _op(
+                    "One model's DTDL document and its versions",
+                    "viewer",
+                    "the model",
+                    *auth,
+                    404,
+                    params=[_path_param("dtmi")],
+                )
+            },
             "/v1/conflicts": {"get": _op("The review queue", "viewer", "open conflicts", *auth)},
             "/v1/conflict": {
                 "get": _op(

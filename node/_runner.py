@@ -17,8 +17,9 @@ from twinmesh.crdt import ReplicaState, state_digest
 from ._api import _entity_json, api_app
 from ._config import NodeConfig, load_config
 from ._gossip import GossipClient, gossip_app
-from ._models import load_schemas
+from ._models import load_registry, load_schemas
 from ._node import Node
+from ._shared_models import SharedModels
 from ._store import Store
 from ._tokens import TokenIssuer
 from .security import client_ssl_context, server_ssl_context
@@ -108,7 +109,15 @@ async def history(config: NodeConfig, entity: str, at_ms: int) -> dict[str, obje
     """The entity as this node held it at ``at_ms``, rebuilt from the op log."""
     store = await Store.open(config.data_dir / "node.sqlite")
     try:
-        state = ReplicaState(config.name, load_schemas(config.models))
+        registry = load_registry(config.models)
+        schemas = load_schemas(registry=registry)
+        # Replicated models first (immutable, so their whole log): the entity may use one.
+        models = ReplicaState(config.name, schemas)
+        for op in await store.ops():
+            if op.delta.entity.startswith("_models/"):
+                models.apply_many([op.delta])
+        SharedModels(registry, schemas, shipped=frozenset()).adopt(models)
+        state = ReplicaState(config.name, schemas)
         ops = await store.ops(entity=entity, until_ms=at_ms)
         for op in ops:
             state.apply_many([op.delta])

@@ -16,11 +16,13 @@ from crdt_strategies import ENTITY_IDS, MODEL, SCHEMAS, Simulation, Workload, sc
 from hypothesis import given
 
 from twinmesh.crdt import (
+    FLEET_HOME,
     CausalContext,
     Delta,
     Dot,
     GrowOnlyLog,
     HybridTime,
+    LocalProtocolError,
     LWWRegister,
     MVRegister,
     ORSet,
@@ -163,6 +165,22 @@ def test_creation_is_accepted_from_home_and_field_deltas_may_precede_it() -> Non
     state.apply(_delta())
     state.apply(_delta(origin=HOME, field=None, state=None))
     assert state.entity(TWIN).value("maintenance_date") == "2026-05-10"
+
+
+def test_fleet_wide_entities_are_created_anywhere_and_concurrent_creations_join() -> None:
+    """A replicated model document is owned by no node: two plants may create it
+    at once (the same header), and the creations join instead of colliding."""
+    a, b, central = (ReplicaState(n, SCHEMAS) for n in (HOME, OTHER, "central"))
+    da = a.create("_fleet/x", MODEL, author="ann", home=FLEET_HOME)
+    db = b.create("_fleet/x", MODEL, author="bob", home=FLEET_HOME)
+    for delta in (da, db):
+        central.apply(decode_deltas(encode_deltas([delta]))[0])
+    assert central.entity("_fleet/x").header.home == FLEET_HOME
+    with pytest.raises(LocalProtocolError, match="at home here or fleet-wide"):
+        a.create("_fleet/y", MODEL, author="ann", home=OTHER)
+    # A creation claiming a real home is still accepted only from that home.
+    with pytest.raises(RemoteProtocolError, match="only the home replica"):
+        central.apply(dataclasses.replace(da, entity="_fleet/z", home=OTHER))
 
 
 def _reoriginated(delta: Delta, impostor: str) -> Delta | None:
