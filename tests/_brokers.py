@@ -91,6 +91,18 @@ def find_mosquitto() -> str | None:
     return None
 
 
+def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a broker process and wait; SIGKILL if it does not exit in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 class Mosquitto:
     """A mosquitto broker process with a temporary config, persistence on disk.
 
@@ -171,14 +183,7 @@ class Mosquitto:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful stop: SIGTERM, which makes mosquitto save its persistence file."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout)
+        _terminate(self.proc, timeout)
 
     def restart(self, timeout: float = 10.0) -> None:
         self.stop(timeout)
@@ -263,14 +268,7 @@ class AmqttBroker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM: the broker closes its sessions and exits (nothing is saved)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout)
+        _terminate(self.proc, timeout)
 
     def restart(self, timeout: float = 30.0) -> None:
         self.stop(timeout)
