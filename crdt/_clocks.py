@@ -25,7 +25,7 @@ seen, so a skewed or stepped-back clock cannot make a later write lose.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -84,7 +84,29 @@ class VersionVector(Mapping[str, int]):
         self._entries = clean
         self._hash: int | None = None
 
+    @classmethod
+    def _adopt(cls, entries: dict[str, int]) -> VersionVector:
+        """A vector that takes ``entries`` as is: the caller guarantees every
+        counter is a positive int and gives the dict up. For the hot paths
+        (merge, decoding) where __init__'s checks would only repeat theirs."""
+        vv = cls.__new__(cls)
+        vv._entries = entries
+        vv._hash = None
+        return vv
+
     # Mapping protocol -------------------------------------------------
+    # items/keys/values are the dict's own views: the Mapping mixins would
+    # call __iter__ and __getitem__ per entry in Python, and the sync engine
+    # walks 100-entry vectors several times per message.
+    def items(self) -> ItemsView[str, int]:
+        return self._entries.items()
+
+    def keys(self) -> KeysView[str]:
+        return self._entries.keys()
+
+    def values(self) -> ValuesView[int]:
+        return self._entries.values()
+
     def __getitem__(self, replica: str) -> int:
         return self._entries.get(replica, 0)
 
@@ -129,12 +151,29 @@ class VersionVector(Mapping[str, int]):
         return Order.CONCURRENT
 
     def merge(self, other: VersionVector) -> VersionVector:
-        """Pointwise maximum: the union of both histories."""
-        merged = dict(self._entries)
+        """Pointwise maximum: the union of both histories. Returns ``self``
+        (vectors are immutable) when ``other`` adds nothing."""
+        mine = self._entries
+        get = mine.get
+        merged: dict[str, int] | None = None
         for r, n in other._entries.items():
-            if n > merged.get(r, 0):
+            if n > get(r, 0):
+                if merged is None:
+                    merged = dict(mine)
                 merged[r] = n
-        return VersionVector(merged)
+        return self if merged is None else VersionVector._adopt(merged)
+
+    def advanced(self, replica: str, counter: int) -> VersionVector:
+        """``self`` merged with ``{replica: counter}``, without building the latter."""
+        if counter <= self._entries.get(replica, 0):
+            return self
+        merged = dict(self._entries)
+        merged[replica] = counter
+        return VersionVector._adopt(merged)
+
+    def as_dict(self) -> dict[str, int]:
+        """A plain copy of the entries (absent replicas are absent, not 0)."""
+        return dict(self._entries)
 
     def with_dot(self, dot: Dot) -> VersionVector:
         """This vector advanced to include ``dot`` (which must be the next one)."""

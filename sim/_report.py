@@ -115,7 +115,9 @@ def text_report(r: RunResult, *, verbose: bool = False) -> str:
     if r.verify_cache:
         lines.append(
             f"  signatures   {r.verify_cache['misses']:,} verified, "
-            f"{r.verify_cache['hits']:,} memo hits"
+            f"{r.verify_cache['hits']:,} memo hits; batches "
+            f"{r.verify_cache.get('decode_misses', 0):,} decoded, "
+            f"{r.verify_cache.get('decode_hits', 0):,} memo hits"
         )
     lines.append(f"  trace        sha256 {r.trace_hash} ({r.trace_events:,} records)")
     if not r.ok:

@@ -36,6 +36,7 @@ from twinmesh.crdt import (
     RemoteProtocolError,
     ReplicaState,
     VersionVector,
+    decode_deltas,
     state_digest,
 )
 from twinmesh.crdt.demo_models import PUMP_SCHEMAS
@@ -61,7 +62,7 @@ from ._swarm import SwarmDraw, draw_swarm
 from ._trace import Trace
 from ._workload import Workload, WorkloadStats
 
-__all__ = ["EPOCH", "RunResult", "Simulation", "VerifyMemo", "run_scenario"]
+__all__ = ["EPOCH", "DecodeMemo", "RunResult", "Simulation", "VerifyMemo", "run_scenario"]
 
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: replicas' wall clocks start here
 
@@ -91,6 +92,42 @@ class VerifyMemo:
         else:
             self.hits += 1
         return ok
+
+
+class DecodeMemo:
+    """A process-wide memo of ``decode_deltas`` over signed batch payloads.
+
+    Like :class:`VerifyMemo`: decoding is a pure function of the payload's
+    bytes, and every replica of a simulated fleet decodes every relayed batch,
+    so each distinct payload is decoded (and checked by the codec) once. The
+    engines still check each batch against their own state — sequence,
+    origin of every delta, the model's rules — and join it themselves.
+    Sharing the decoded deltas between replicas relies on a delta's state
+    never being mutated once it exists (``Delta``'s contract; joins copy).
+    Bounded: the oldest entries go first (a batch is relayed within a few
+    rounds of being sealed). ``--no-verify-cache`` turns it off too.
+    """
+
+    __slots__ = ("_memo", "hits", "limit", "misses")
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        self._memo: dict[bytes, tuple[Delta, ...]] = {}
+        self.limit = limit
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(self, payload: bytes) -> tuple[Delta, ...]:
+        deltas = self._memo.get(payload)
+        if deltas is None:
+            self.misses += 1
+            deltas = tuple(decode_deltas(payload))  # raises: nothing is stored
+            memo = self._memo
+            if len(memo) >= self.limit:
+                del memo[next(iter(memo))]
+            memo[payload] = deltas
+        else:
+            self.hits += 1
+        return deltas
 
 
 @dataclass(slots=True)
@@ -191,6 +228,8 @@ class Simulation:
         ]
         self.memo = VerifyMemo() if verify_cache else None
         verify = self.memo if self.memo is not None else verify_signature
+        self.decode_memo = DecodeMemo() if verify_cache else None
+        decode = self.decode_memo if self.decode_memo is not None else decode_deltas
         self.nodes: dict[str, _Node] = {}
         for n in self.names:
             engine = SyncEngine(
@@ -203,6 +242,7 @@ class Simulation:
                 rng=rngs.get(f"engine:{n}"),
                 now=0.0,
                 verify=verify,
+                decode=decode,
             )
             self.nodes[n] = _Node(name=n, engine=engine, prev_vv=engine.vv)
         profiles = {
@@ -330,9 +370,9 @@ class Simulation:
 
     def _vv_changed(self, n: _Node) -> None:
         vv = n.engine.vv
-        # Plain dicts (items_sorted is one C-level call): this runs after every
+        # Plain dicts (as_dict is one C-level copy): this runs after every
         # event that moved a vector, and the Mapping protocol is slow at 100 members.
-        new = dict(vv.items_sorted())
+        new = vv.as_dict()
         prev = n.prev_plain
         findings = self.findings
         findings.checked("vv-monotonic")
@@ -652,7 +692,14 @@ class Simulation:
             },
             probes=self.probes,
             verify_cache=(
-                {"hits": self.memo.hits, "misses": self.memo.misses} if self.memo else {}
+                {
+                    "hits": self.memo.hits,
+                    "misses": self.memo.misses,
+                    "decode_hits": self.decode_memo.hits if self.decode_memo else 0,
+                    "decode_misses": self.decode_memo.misses if self.decode_memo else 0,
+                }
+                if self.memo
+                else {}
             ),
             faults=tuple(self.faults.timeline),
             crashes={

@@ -280,7 +280,7 @@ class Scenario:
         n = len(self.fleet.nodes)
         spread = math.ceil(math.log2(max(n, 2))) + 2
         wait = math.ceil(
-            (self.sync.backoff_max + self.sync.reply_timeout) / self.sync.gossip_interval
+            (self.sync.backoff_cap + self.sync.reply_timeout) / self.sync.gossip_interval
         )
         return wait + 2 * spread
 
@@ -461,8 +461,9 @@ def _read_sync(r: _Reader) -> SyncConfig:
         "max_batch_deltas": r.integer("max_batch_deltas", d.max_batch_deltas, lo=1),
         "max_batch_bytes": int(r.get("max_batch_bytes", parse_bytes, "a size", d.max_batch_bytes)),
         "reply_timeout": r.duration("reply_timeout", d.reply_timeout),
-        "backoff_base": r.duration("backoff_base", d.backoff_base),
-        "backoff_max": r.duration("backoff_max", d.backoff_max),
+        # None (absent): relative to gossip_interval, see SyncConfig.
+        "backoff_base": r.duration("backoff_base", None),
+        "backoff_max": r.duration("backoff_max", None),
         "evict_after": r.duration("evict_after", d.evict_after),
         "compact": r.boolean("compact", d.compact),
     }

@@ -169,7 +169,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-verify-cache",
         action="store_true",
-        help="verify every signature at every replica (no process-wide memo)",
+        help="verify every signature and decode every batch at every replica "
+        "(no process-wide memo)",
     )
 
 

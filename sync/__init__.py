@@ -25,6 +25,7 @@ from ._messages import (
     Snapshot,
     decode_message,
     encode_message,
+    members_hash,
     open_batch,
     seal_batch_bytes,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "SyncEngine",
     "decode_message",
     "encode_message",
+    "members_hash",
     "open_batch",
     "seal_batch_bytes",
     "verify_signature",

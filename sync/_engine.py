@@ -8,7 +8,8 @@ replicated data types", JPDC 2018, §6; the digest exchange of Demers et al.,
 
 1. Every gossip interval (with jitter) the engine picks ``fanout`` peers at
    random from a seeded RNG, skipping peers that failed recently (exponential
-   back-off), and sends each a ``Digest`` — its version vector.
+   back-off), and sends each a ``Digest`` — its version vector and a hash of
+   its member set (the full set only to a peer whose last hash differed).
 2. A peer answers with ``Deltas``: the signed batches we lack, per origin in
    origin order, plus its own vector.
 3. We answer with the batches it lacks. Batches are relayed verbatim, so a
@@ -23,6 +24,21 @@ model's rules. A refused batch is simply asked for again later.
 
 Backlogs travel in chunks under ``max_message_bytes``; ``more`` asks the
 receiver to continue at once rather than wait for the next round.
+
+Back-off: an unanswered digest (or a transport failure) doubles the wait
+before that peer is picked again, from ``backoff_base`` up to ``backoff_max``,
+each wait drawn from [½, 1] of its nominal value (seeded jitter, so peers that
+failed together do not retry together). It exists so a dead peer neither
+takes fanout slots from live ones nor gets a storm of connection attempts;
+epidemic spread only needs each round to reach *some* live partner (Demers et
+al. 1987: an update reaches all n sites in O(log n) cycles of one random
+contact each). Both bounds default to multiples of ``gossip_interval``
+because what a wait costs is rounds: a fixed 60 s cap at a 1 s interval left
+a plant whose WAN came back deaf for most of a minute (8.6 rounds from heal to
+convergence in ``scenarios/wan-split.toml``, 7.7 of them back-off, against a
+goal of 4). Any valid message from a peer proves it reachable and clears its
+back-off at once; a digest that goes unanswered while the peer is talking to
+us is a lost message, not a failure.
 
 Compaction: once every live member is known to hold an origin's deltas up to
 ``h``, batches wholly below ``h`` are dropped (the state itself is the
@@ -39,6 +55,7 @@ given at construction.
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +72,7 @@ from twinmesh.crdt import (
     encode_state,
 )
 
-from ._identity import Identity, MemberCredential, verify_signature
+from ._identity import Identity, MemberCredential, credential_bytes, verify_signature
 from ._messages import (
     Deltas,
     Digest,
@@ -65,6 +82,7 @@ from ._messages import (
     Snapshot,
     decode_message,
     encode_message,
+    members_hash,
     open_batch,
     seal_batch_bytes,
 )
@@ -86,6 +104,16 @@ __all__ = [
 ]
 
 
+#: The default back-off cap, in gossip intervals. Toward a dead peer an engine
+#: then retries every reply_timeout + 4..8 rounds (the jittered cap); after a
+#: heal the first message crosses as soon as any one of the pairs across the
+#: cut retries, in both directions — for one plant cut off from three peers,
+#: the soonest of six such timers, typically within a round or two. A fanout
+#: slot spent on a dead peer costs one digest, so the cap need not be long to
+#: keep back-off's purpose.
+BACKOFF_MAX_ROUNDS = 8
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncConfig:
     gossip_interval: float = 1.0  # seconds between rounds
@@ -95,8 +123,8 @@ class SyncConfig:
     max_batch_deltas: int = 1000
     max_batch_bytes: int = 128 * 1024
     reply_timeout: float = 3.0  # no answer to a digest by then: the peer failed
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
+    backoff_base: float | None = None  # first wait, seconds; None: one gossip interval
+    backoff_max: float | None = None  # cap, seconds; None: BACKOFF_MAX_ROUNDS intervals
     evict_after: float = 24 * 3600.0  # silent longer: no longer holds compaction back
     compact: bool = True
     keep_journal: bool = False  # an IO driver that persists sets this and drains the journal
@@ -106,6 +134,37 @@ class SyncConfig:
             raise LocalProtocolError("gossip_interval, fanout and max_batch_deltas must be > 0")
         if not 0 <= self.jitter < 1:
             raise LocalProtocolError("jitter is a fraction in [0, 1)")
+        if (self.backoff_base is not None and self.backoff_base <= 0) or (
+            self.backoff_max is not None and self.backoff_max <= 0
+        ):
+            raise LocalProtocolError("backoff_base and backoff_max must be > 0")
+
+    # Resolved here rather than in __post_init__ so that dataclasses.replace()
+    # with a new gossip_interval moves relative defaults along with it.
+    @property
+    def backoff_first(self) -> float:
+        """The first wait after a failure, seconds."""
+        if self.backoff_base is not None:
+            return self.backoff_base
+        return self.gossip_interval
+
+    @property
+    def backoff_cap(self) -> float:
+        """The longest nominal wait, seconds."""
+        if self.backoff_max is not None:
+            return self.backoff_max
+        return BACKOFF_MAX_ROUNDS * self.gossip_interval
+
+    def backoff_delay(self, failures: int) -> float:
+        """The nominal wait after ``failures`` consecutive failures (>= 1)."""
+        # Cap the exponent: 2 ** failures overflows a float after ~1024 failures
+        # (a peer silent for a day or two), which crashed handle_timer.
+        doublings = min(max(failures, 1) - 1, 60)
+        return min(self.backoff_cap, self.backoff_first * float(2**doublings))
+
+
+def _last(batch: SignedBatch) -> int:
+    return batch.last
 
 
 # ------------------------------------------------------------------ events
@@ -204,6 +263,9 @@ class _Member:
     failures: int = 0
     backoff_until: float = 0.0
     awaiting_since: float | None = None  # a digest we sent is unanswered
+    # The member-set hash this peer last told us; None: unknown (never told,
+    # or it failed since and may have lost its list). Ours differs: send ours.
+    their_members_hash: bytes | None = None
     # known_vv as a plain dict, rebuilt when known_vv is replaced (horizon's cache)
     known_plain: tuple[VersionVector | None, dict[str, int]] = (None, {})
 
@@ -223,10 +285,13 @@ class SyncEngine:
         rng: random.Random,
         now: float,
         verify: Callable[[bytes, bytes, bytes], bool] = verify_signature,
+        decode: Callable[[bytes], Sequence[Delta]] = decode_deltas,
     ) -> None:
-        # ``verify(public_key, signature, data)``: injectable so a process that
-        # hosts many engines (the simulator) can share one memo of the pure
-        # Ed25519 check instead of repeating it per replica.
+        # ``verify(public_key, signature, data)`` and ``decode(payload)`` are
+        # injectable so a process that hosts many engines (the simulator) can
+        # share one memo of these pure functions of the signed bytes instead
+        # of repeating them per replica. What depends on this replica's state
+        # (sequence, origin, the model's rules) is checked here every time.
         if state.replica != identity.replica:
             raise LocalProtocolError(
                 f"state belongs to {state.replica}, identity is {identity.replica}"
@@ -241,10 +306,12 @@ class SyncEngine:
         self.config = config or SyncConfig()
         self.rng = rng
         self._verify = verify
+        self._decode = decode
         self.metrics = EngineMetrics()
         self.vv = VersionVector()
         self.log: dict[str, list[SignedBatch]] = {}
         self.floor: dict[str, int] = {}  # deltas <= floor are only in snapshots
+        self._blockers: dict[str, str] = {}  # origin -> a member last seen holding compaction back
         self._unsealed: list[Delta] = []
         self._durable_seq = 0  # own deltas up to here are durable and may leave
         self.journal: list[JournalEntry] = []
@@ -256,6 +323,14 @@ class SyncEngine:
         }
         for info in seeds:
             self._learn_member(info, now)
+        self.members_hash = self._hash_members()
+        # Peers we were seeded with are assumed seeded alike, so the first
+        # digests of a fleet that starts together carry no lists (at 100
+        # plants those were ~10 kB each). Wrong guesses heal: a peer with
+        # another set answers with its own hash (and list), and one that does
+        # not know us refuses, which counts as a failure and resets this.
+        for member in self.members.values():
+            member.their_members_hash = self.members_hash
         self._next_round = now + self._interval()
 
     # ---------------------------------------------------------------- local
@@ -270,9 +345,7 @@ class SyncEngine:
         if delta.origin != self.replica:
             raise LocalProtocolError(f"{self.replica} cannot commit a delta made at {delta.origin}")
         seq = self.vv[self.replica] + 1
-        # merge() copies the entries directly; dict(self.vv) would walk the
-        # Mapping protocol, O(members) Python calls per write.
-        self.vv = self.vv.merge(VersionVector({self.replica: seq}))
+        self.vv = self.vv.advanced(self.replica, seq)
         self._unsealed.append(delta)
         if durable:
             self._durable_seq = seq
@@ -343,21 +416,32 @@ class SyncEngine:
         self._next_round = now + self._interval()
         self.metrics.rounds += 1
         for member in self.members.values():
-            if (
-                member.awaiting_since is not None
-                and now - member.awaiting_since >= self.config.reply_timeout
-            ):
-                self._failed(member, now)
+            since = member.awaiting_since
+            if since is not None and now - since >= self.config.reply_timeout:
+                if member.last_contact is not None and member.last_contact > since:
+                    # It has spoken to us since we asked: our digest or its
+                    # answer was lost, the peer is not down. No back-off.
+                    member.awaiting_since = None
+                else:
+                    self._failed(member, now)
         if self.config.compact:
             self._compact(now)
         for peer in self._pick_peers(now):
             self.members[peer].awaiting_since = now
-            self._send(peer, self._digest())
+            self._send(peer, self._digest_for(peer))
         for replica, address in sorted(self._hints.items()):
             if replica in self.members:
                 del self._hints[replica]
                 continue
-            data = encode_message(self._digest())
+            # It does not know us yet: introduce ourselves with the full list.
+            data = encode_message(
+                Digest(
+                    sender=self.replica,
+                    vv=self.vv,
+                    members_hash=self.members_hash,
+                    members=self._member_infos(),
+                )
+            )
             self.metrics.messages_sent += 1
             self.metrics.bytes_sent += len(data)
             self._outbox.append(Outgoing(peer=replica, address=address, data=data))
@@ -374,10 +458,11 @@ class SyncEngine:
     def _failed(self, member: _Member, now: float) -> None:
         member.awaiting_since = None
         member.failures += 1
-        # Cap the exponent: 2 ** failures overflows a float after ~1024 failures
-        # (a peer silent for a day or two), which crashed handle_timer.
-        doublings = min(member.failures - 1, 60)
-        delay = min(self.config.backoff_max, self.config.backoff_base * 2**doublings)
+        # A peer that was down may come back without the members it had (a
+        # node restarted on a fresh data directory): when we next reach it,
+        # send the full list rather than trust the hash it last told us.
+        member.their_members_hash = None
+        delay = self.config.backoff_delay(member.failures)
         member.backoff_until = now + delay * (0.5 + 0.5 * self.rng.random())
 
     def members_hint(self, replica: str, address: str) -> None:
@@ -411,6 +496,7 @@ class SyncEngine:
             member.awaiting_since = None
             member.failures = 0
             member.backoff_until = 0.0
+            member.their_members_hash = None
         self._next_round = now + self._interval()
 
     # ---------------------------------------------------------------- output
@@ -435,15 +521,31 @@ class SyncEngine:
             for _, m in sorted(self.members.items())
         )
 
-    def _digest(self) -> Digest:
-        return Digest(sender=self.replica, vv=self.vv, members=self._member_infos())
+    def _members_for(self, peer: str) -> tuple[MemberInfo, ...]:
+        """Our full member list if ``peer``'s set may differ from ours, else ()."""
+        member = self.members.get(peer)
+        if member is not None and member.their_members_hash == self.members_hash:
+            return ()
+        return self._member_infos()
 
-    def _missing_for(self, theirs: VersionVector, *, with_digest: bool) -> Message | None:
+    def _digest_for(self, peer: str) -> Digest:
+        return Digest(
+            sender=self.replica,
+            vv=self.vv,
+            members_hash=self.members_hash,
+            members=self._members_for(peer),
+        )
+
+    def _missing_for(
+        self, theirs: VersionVector, *, with_digest: bool, peer: str
+    ) -> Message | None:
         """What a peer whose vector is ``theirs`` lacks: deltas, or a snapshot."""
         self._seal()
         digest = self.vv if with_digest else None
-        lacking = {o: n for o, n in self.vv.items() if n > theirs[o]}
-        if any(theirs[o] < self.floor.get(o, 0) for o in lacking):
+        their = theirs.as_dict().get
+        lacking = sorted(o for o, n in self.vv.items() if n > their(o, 0))
+        floor = self.floor.get
+        if any(their(o, 0) < floor(o, 0) for o in lacking):
             self.metrics.snapshots_sent += 1
             return Snapshot(
                 sender=self.replica, vv=self.vv, state=encode_state(self.state), digest=digest
@@ -451,11 +553,13 @@ class SyncEngine:
         budget = self.config.max_message_bytes - 1024
         chosen: list[SignedBatch] = []
         more = False
-        for origin in sorted(lacking):
-            have = theirs[origin]
-            for batch in self.log.get(origin, ()):
-                if batch.last <= have:
-                    continue
+        for origin in lacking:
+            have = their(origin, 0)
+            batches = self.log.get(origin, ())
+            # A log's batches ascend by ``last``: skip what the peer has by
+            # bisection, not by walking a log the horizon holds long.
+            start = bisect_right(batches, have, key=_last)
+            for batch in batches[start:]:
                 size = len(batch.blob) + 128
                 if size > budget and chosen:
                     more = True
@@ -466,10 +570,16 @@ class SyncEngine:
                 break
         if not chosen and not with_digest:
             return None
-        self.metrics.deltas_sent += sum(b.last - max(b.first - 1, theirs[b.origin]) for b in chosen)
-        members = self._member_infos() if with_digest else ()
+        self.metrics.deltas_sent += sum(
+            b.last - max(b.first - 1, their(b.origin, 0)) for b in chosen
+        )
         return Deltas(
-            sender=self.replica, batches=tuple(chosen), digest=digest, more=more, members=members
+            sender=self.replica,
+            batches=tuple(chosen),
+            digest=digest,
+            more=more,
+            members_hash=self.members_hash,
+            members=self._members_for(peer),
         )
 
     # ---------------------------------------------------------------- input
@@ -497,12 +607,16 @@ class SyncEngine:
             self._refuse("malformed-message", exc.reason)
             raise
         member = self.members[message.sender]
+        # A valid message is proof the peer is reachable again: clear the
+        # back-off now rather than let it run out (the wait after a heal).
         member.last_contact = now
         member.failures = 0
         member.backoff_until = 0.0
+        if not isinstance(message, Snapshot) and message.members_hash is not None:
+            member.their_members_hash = message.members_hash
         if isinstance(message, Digest):
             member.known_vv = member.known_vv.merge(message.vv)
-            reply = self._missing_for(message.vv, with_digest=True)
+            reply = self._missing_for(message.vv, with_digest=True, peer=message.sender)
             if reply is not None:
                 self._send(message.sender, reply)
             return events
@@ -513,12 +627,12 @@ class SyncEngine:
             events += self._apply_batches(message.sender, message.batches, now)
         if message.digest is not None:
             member.known_vv = member.known_vv.merge(message.digest)
-            reply = self._missing_for(message.digest, with_digest=False)
+            reply = self._missing_for(message.digest, with_digest=False, peer=message.sender)
             if reply is not None:
                 self._send(message.sender, reply)
         if isinstance(message, Deltas) and message.more:
             member.awaiting_since = now
-            self._send(message.sender, self._digest())
+            self._send(message.sender, self._digest_for(message.sender))
         return events
 
     def _refuse(self, kind: str, reason: str) -> None:
@@ -530,7 +644,12 @@ class SyncEngine:
             event = self._learn_member(info, now)
             if event is not None:
                 events.append(event)
+        if events:
+            self.members_hash = self._hash_members()
         return events
+
+    def _hash_members(self) -> bytes:
+        return members_hash(m.credential for m in self.members.values())
 
     def _learn_member(self, info: MemberInfo, now: float) -> MemberJoined | None:
         cred = info.credential
@@ -541,7 +660,13 @@ class SyncEngine:
             elif info.address and cred.replica != self.replica and not known.address:
                 known.address = info.address
             return None
-        if not cred.verify(self.fleet_public_key):
+        # Through the injectable verify, so a simulator's memo also serves the
+        # N x N credential checks of a fleet starting up (same signed bytes).
+        if not self._verify(
+            self.fleet_public_key,
+            cred.fleet_signature,
+            credential_bytes(cred.replica, cred.public_key),
+        ):
             self._refuse(
                 "member-not-vouched", f"{cred.replica} is not vouched for by the fleet key"
             )
@@ -594,7 +719,7 @@ class SyncEngine:
             raise RemoteProtocolError(
                 f"sequence-gap: we have {origin} up to {have}, batch starts at {batch.first}"
             )
-        deltas = decode_deltas(payload)
+        deltas = self._decode(payload)
         if len(deltas) != count:
             raise RemoteProtocolError(
                 f"malformed-batch: signed {count} deltas, holds {len(deltas)}"
@@ -604,14 +729,14 @@ class SyncEngine:
                 raise RemoteProtocolError(
                     f"wrong-origin: batch of {origin} holds a delta of {d.origin}"
                 )
-        fresh = deltas[have + 1 - first :]
+        fresh = list(deltas[have + 1 - first :])
         try:
             self.state.apply_many(fresh, now_ms=int(now * 1000))
         except RemoteProtocolError as exc:
             raise RemoteProtocolError(f"invalid-delta: {exc.reason}") from None
         self.metrics.deltas_duplicate += len(deltas) - len(fresh)
         self.metrics.deltas_received += len(fresh)
-        self.vv = self.vv.merge(VersionVector({origin: batch.last}))
+        self.vv = self.vv.advanced(origin, batch.last)
         self.log.setdefault(origin, []).append(batch)
         self._journal(BatchStored(batch=batch, applied=tuple(fresh), local=False))
         return (have + 1, batch.last)
@@ -633,22 +758,30 @@ class SyncEngine:
 
     # ---------------------------------------------------------------- compaction
 
+    def _live_known(self, now: float) -> dict[str, dict[str, int]]:
+        """What each live member is known to hold, as plain dicts, by replica."""
+        evict_after = self.config.evict_after
+        out: dict[str, dict[str, int]] = {}
+        for r, m in self.members.items():
+            if r == self.replica:
+                continue
+            if m.last_contact is None:
+                if now > evict_after:
+                    continue
+            elif now - m.last_contact > evict_after:
+                continue
+            # Plain dicts, rebuilt only when known_vv is replaced: compaction
+            # reads them every round, at 100 members the hot loop of a fleet.
+            if m.known_plain[0] is not m.known_vv:
+                m.known_plain = (m.known_vv, m.known_vv.as_dict())
+            out[r] = m.known_plain[1]
+        return out
+
     def horizon(self, now: float) -> VersionVector:
         """Per origin, what every live member is known to hold."""
-        live = [
-            m
-            for r, m in self.members.items()
-            if r != self.replica
-            and not (m.last_contact is not None and now - m.last_contact > self.config.evict_after)
-            and not (m.last_contact is None and now > self.config.evict_after)
-        ]
-        # O(origins x members) every round, so plain dicts rather than the
-        # Mapping protocol: at 50 members this loop dominated a simulated fleet.
-        entries = dict(self.vv.items_sorted())
-        for m in live:
-            if m.known_plain[0] is not m.known_vv:
-                m.known_plain = (m.known_vv, dict(m.known_vv.items_sorted()))
-            get = m.known_plain[1].get
+        entries = self.vv.as_dict()
+        for known in self._live_known(now).values():
+            get = known.get
             for origin, n in entries.items():
                 k = get(origin, 0)
                 if k < n:
@@ -661,14 +794,39 @@ class SyncEngine:
         # would cut a partitioned replica's backlog into one signed batch per
         # round; left unsealed, it goes out in a few large batches when a peer
         # finally asks — about a quarter of the catch-up bytes (bench/sim_bench.py).
-        for origin, h in self.horizon(now).items():
-            batches = self.log.get(origin)
+        #
+        # Per origin, only whether the horizon reaches the oldest logged batch
+        # matters. Usually one member we have not heard from in a while holds
+        # it back, and it keeps doing so for many rounds: ask that member first
+        # and stop there, so a round costs O(origins) rather than the
+        # O(origins x members) of computing the whole horizon (which at 100
+        # plants was the single largest cost of a simulated fleet).
+        live = self._live_known(now)
+        blockers = self._blockers
+        vv = self.vv
+        for origin, batches in self.log.items():
             if not batches:
                 continue
-            keep = [b for b in batches if b.last > h]
-            if len(keep) != len(batches):
+            need = batches[0].last
+            blocker = blockers.get(origin)
+            if blocker is not None:
+                known = live.get(blocker)
+                if known is not None and known.get(origin, 0) < need:
+                    continue
+            h = vv[origin]
+            for r, known in live.items():
+                k = known.get(origin, 0)
+                if k < need:
+                    blockers[origin] = r
+                    break
+                if k < h:
+                    h = k
+            else:
+                blockers.pop(origin, None)
+                keep = [b for b in batches if b.last > h]
                 dropped = max(b.last for b in batches if b.last <= h)
                 self.floor[origin] = max(self.floor.get(origin, 0), dropped)
+                # Replacing a value while iterating over the dict is allowed.
                 self.log[origin] = keep
                 self._journal(Compacted(origin=origin, floor=self.floor[origin]))
 

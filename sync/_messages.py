@@ -3,12 +3,26 @@
 Three message kinds carry the push-pull exchange (ARCHITECTURE.md, "Sync
 protocol"):
 
-1. ``Digest``: "here is what I have" (a version vector) plus membership.
+1. ``Digest``: "here is what I have" (a version vector) plus a 16-byte hash
+   of the sender's member set.
 2. ``Deltas``: the signed batches the other side lacks, optionally with the
    sender's own vector so the receiver can answer with what *it* has that
    the sender lacks (the third step), and ``more`` when a byte limit cut the
    backlog into chunks.
 3. ``Snapshot``: the whole state, for a peer behind the compaction horizon.
+
+Membership travels the way the data does: a summary every time, the full
+thing only when the summaries differ. Version 1 put every member's
+credential (~115 bytes each) in every digest, which at 50 plants was most
+of every message and most of the bytes per write; the exchange of a short
+fingerprint before the full set is the digest idea of van Renesse et al.,
+"Efficient reconciliation and flow control for anti-entropy protocols"
+(LADIS 2008), applied to the member set. ``members_hash`` is BLAKE2b-128
+over the canonical (sorted) list of fleet-vouched credentials — addresses
+and last-contact times are per-node hints, left out so that nodes that
+route to a peer differently (a proxy, a NAT) still agree. A message that
+carries a member list also carries the hash of exactly that list; a list
+that names a replica twice or does not match its hash is refused.
 
 ``decode_message`` checks every field; anything malformed raises
 ``RemoteProtocolError`` with a reason.
@@ -16,6 +30,8 @@ protocol"):
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,13 +51,20 @@ __all__ = [
     "Snapshot",
     "decode_message",
     "encode_message",
+    "members_hash",
     "open_batch",
     "seal_batch_bytes",
 ]
 
 SYNC_TAG = "twinmesh/sync"
 BATCH_TAG = "twinmesh/batch"
-VERSION = 1
+# 2: digests carry a member-set hash; lists only when the hashes differ.
+VERSION = 2
+# Signed batches did not change with the messages around them: version 1
+# batches persisted by a node (or relayed by an older one) stay valid.
+BATCH_VERSION = 1
+MEMBERS_TAG = "twinmesh/members"
+MEMBERS_HASH_BYTES = 16
 MAX_NAME = 256
 _U63 = 2**63 - 1
 
@@ -77,6 +100,9 @@ class MemberInfo:
 class Digest:
     sender: str
     vv: VersionVector
+    # The sender's member set, hashed (``members_hash``); None: not told.
+    members_hash: bytes | None = None
+    # The full set, sent when the receiver's hash was different or unknown.
     members: tuple[MemberInfo, ...] = ()
 
 
@@ -86,7 +112,8 @@ class Deltas:
     batches: tuple[SignedBatch, ...]
     digest: VersionVector | None = None  # set: "and here is mine, send me what I lack"
     more: bool = False  # the backlog did not fit; ask again
-    members: tuple[MemberInfo, ...] = ()  # with a digest: introduces the sender
+    members_hash: bytes | None = None  # as in Digest
+    members: tuple[MemberInfo, ...] = ()  # as in Digest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,10 +127,21 @@ class Snapshot:
 Message = Digest | Deltas | Snapshot
 
 
+def members_hash(credentials: Iterable[MemberCredential]) -> bytes:
+    """The fingerprint of a member set: equal sets, equal hashes, on every node.
+
+    Order-independent (sorted by replica); a set naming one replica twice has
+    no canonical form and is the caller's error."""
+    ordered = sorted(credentials, key=lambda c: c.replica)
+    canonical = [[c.replica, c.public_key, c.fleet_signature] for c in ordered]
+    packed = msgpack.packb([MEMBERS_TAG, 1, canonical], use_bin_type=True)
+    return hashlib.blake2b(packed, digest_size=MEMBERS_HASH_BYTES).digest()
+
+
 def seal_batch_bytes(origin: str, first: int, count: int, payload: bytes) -> bytes:
     """The bytes an origin signs for a batch of its deltas."""
     return msgpack.packb(  # type: ignore[no-any-return]
-        [BATCH_TAG, VERSION, origin, first, count, payload], use_bin_type=True
+        [BATCH_TAG, BATCH_VERSION, origin, first, count, payload], use_bin_type=True
     )
 
 
@@ -115,7 +153,7 @@ def open_batch(blob: bytes) -> tuple[str, int, int, bytes]:
         raise RemoteProtocolError(f"batch does not decode: {exc}") from None
     if not (isinstance(items, list) and len(items) == 6 and items[0] == BATCH_TAG):
         raise RemoteProtocolError("batch: not a twinmesh batch")
-    if items[1] != VERSION:
+    if items[1] != BATCH_VERSION:
         raise RemoteProtocolError(f"batch: version {items[1]!r} not supported")
     origin, first, count, payload = items[2:]
     _name(origin, "batch.origin")
@@ -130,15 +168,19 @@ def open_batch(blob: bytes) -> tuple[str, int, int, bytes]:
 
 
 def _vv_out(vv: VersionVector) -> list[Any]:
-    flat: list[Any] = []
-    for r, n in vv.items_sorted():
-        flat += [r, n]
-    return flat
+    return [x for pair in vv.items_sorted() for x in pair]
 
 
 def _member_out(m: MemberInfo) -> list[Any]:
     c = m.credential
     return [c.replica, c.public_key, c.fleet_signature, m.address, m.last_contact]
+
+
+def _hash_out(message: Digest | Deltas) -> bytes | None:
+    # A list without a hash gets the hash of that list: what a receiver checks.
+    if message.members_hash is None and message.members:
+        return members_hash(m.credential for m in message.members)
+    return message.members_hash
 
 
 def encode_message(message: Message) -> bytes:
@@ -148,6 +190,7 @@ def encode_message(message: Message) -> bytes:
             "digest",
             message.sender,
             _vv_out(message.vv),
+            _hash_out(message),
             [_member_out(m) for m in message.members],
         ]
     elif isinstance(message, Deltas):
@@ -157,6 +200,7 @@ def encode_message(message: Message) -> bytes:
             [[b.origin, b.first, b.last, b.blob, b.signature] for b in message.batches],
             None if message.digest is None else _vv_out(message.digest),
             message.more,
+            _hash_out(message),
             [_member_out(m) for m in message.members],
         ]
     else:
@@ -207,6 +251,17 @@ def _vv_in(obj: Any, where: str) -> VersionVector:
     flat = _array(obj, where)
     if len(flat) % 2:
         raise _fail(f"{where}: odd number of items")
+    # Every message carries a vector with an entry per member: check them in
+    # bulk (type() is, so bool is no int) and fall back to the entry-by-entry
+    # walk below only to name what is wrong.
+    names = flat[0::2]
+    counts = flat[1::2]
+    if (
+        all(type(r) is str and 0 < len(r) <= MAX_NAME for r in names)
+        and all(type(n) is int and 0 < n <= _U63 for n in counts)
+        and len(set(names)) == len(names)
+    ):
+        return VersionVector(dict(zip(names, counts, strict=True)))
     entries: dict[str, int] = {}
     for i in range(0, len(flat), 2):
         r = _name(flat[i], f"{where}[{i}]")
@@ -230,6 +285,54 @@ def _member_in(obj: Any, where: str) -> MemberInfo:
         ),
         address=address,
         last_contact=float(last),
+    )
+
+
+def _members_in(hash_raw: Any, members_raw: Any) -> tuple[bytes | None, tuple[MemberInfo, ...]]:
+    """The (hash, list) pair of a Digest or Deltas, checked against each other."""
+    claimed = (
+        None if hash_raw is None else _bytes(hash_raw, "members_hash", size=MEMBERS_HASH_BYTES)
+    )
+    members = tuple(
+        _member_in(m, f"members[{i}]") for i, m in enumerate(_array(members_raw, "members"))
+    )
+    if members:
+        names = {m.credential.replica for m in members}
+        if len(names) != len(members):
+            raise _fail("members: a replica appears twice in the list")
+        if claimed is None:
+            raise _fail("members: a member list without its members_hash")
+        if members_hash(m.credential for m in members) != claimed:
+            raise _fail("members: the list does not match its members_hash")
+    return claimed, members
+
+
+def _batch_in(raw: Any, i: int) -> SignedBatch:
+    # The common case in one expression (type() is: bool is no int); the
+    # checks one by one, with a reason, only when something is off.
+    if type(raw) is list and len(raw) == 5:
+        origin, first, last, blob, sig = raw
+        if (
+            type(origin) is str
+            and 0 < len(origin) <= MAX_NAME
+            and type(first) is int
+            and type(last) is int
+            and 1 <= first <= last <= _U63
+            and type(blob) is bytes
+            and type(sig) is bytes
+            and len(sig) == 64
+        ):
+            return SignedBatch(origin=origin, first=first, last=last, blob=blob, signature=sig)
+    w = f"batches[{i}]"
+    origin, first, last, blob, sig = _array(raw, w, 5)
+    first_n = _int(first, f"{w}.first", lo=1)
+    last_n = _int(last, f"{w}.last", lo=first_n)
+    return SignedBatch(
+        origin=_name(origin, f"{w}.origin"),
+        first=first_n,
+        last=last_n,
+        blob=_bytes(blob, f"{w}.blob"),
+        signature=_bytes(sig, f"{w}.signature", size=64),
     )
 
 
@@ -257,36 +360,24 @@ def decode_message(data: bytes, *, max_bytes: int = 8 * 1024 * 1024) -> Message:
     kind, sender = items[2], _name(items[3], "sender")
     rest = items[4:]
     if kind == "digest":
-        vv_raw, members_raw = _array(rest, "digest", 2)
-        members = tuple(
-            _member_in(m, f"members[{i}]") for i, m in enumerate(_array(members_raw, "members"))
-        )
-        return Digest(sender=sender, vv=_vv_in(vv_raw, "vv"), members=members)
+        vv_raw, hash_raw, members_raw = _array(rest, "digest", 3)
+        vv = _vv_in(vv_raw, "vv")
+        claimed, members = _members_in(hash_raw, members_raw)
+        return Digest(sender=sender, vv=vv, members_hash=claimed, members=members)
     if kind == "deltas":
-        batches_raw, digest_raw, more, members_raw = _array(rest, "deltas", 4)
-        batches = []
-        for i, raw in enumerate(_array(batches_raw, "batches")):
-            w = f"batches[{i}]"
-            origin, first, last, blob, sig = _array(raw, w, 5)
-            first_n = _int(first, f"{w}.first", lo=1)
-            last_n = _int(last, f"{w}.last", lo=first_n)
-            batches.append(
-                SignedBatch(
-                    origin=_name(origin, f"{w}.origin"),
-                    first=first_n,
-                    last=last_n,
-                    blob=_bytes(blob, f"{w}.blob"),
-                    signature=_bytes(sig, f"{w}.signature", size=64),
-                )
-            )
+        batches_raw, digest_raw, more, hash_raw, members_raw = _array(rest, "deltas", 5)
+        batches = [_batch_in(raw, i) for i, raw in enumerate(_array(batches_raw, "batches"))]
         if not isinstance(more, bool):
             raise _fail("deltas.more: expected a boolean")
         digest = None if digest_raw is None else _vv_in(digest_raw, "digest")
-        members = tuple(
-            _member_in(m, f"members[{i}]") for i, m in enumerate(_array(members_raw, "members"))
-        )
+        claimed, members = _members_in(hash_raw, members_raw)
         return Deltas(
-            sender=sender, batches=tuple(batches), digest=digest, more=more, members=members
+            sender=sender,
+            batches=tuple(batches),
+            digest=digest,
+            more=more,
+            members_hash=claimed,
+            members=members,
         )
     if kind == "snapshot":
         vv_raw, state, digest_raw = _array(rest, "snapshot", 3)

@@ -20,6 +20,7 @@ from twinmesh.sync import (
     Digest,
     FleetAuthority,
     MemberInfo,
+    MemberJoined,
     Outgoing,
     Snapshot,
     SnapshotApplied,
@@ -325,4 +326,129 @@ def test_back_off_survives_a_peer_silent_for_days() -> None:
         link.take("a")
     member = a.members["b"]
     assert member.failures > 1100
-    assert member.backoff_until - link.now <= a.config.backoff_max
+    assert member.backoff_until - link.now <= a.config.backoff_cap
+
+
+def test_back_off_defaults_follow_the_gossip_interval() -> None:
+    """A cap in seconds meant a minute of deafness at 1 s rounds (wan-split)."""
+    from dataclasses import replace
+
+    from twinmesh.sync._engine import BACKOFF_MAX_ROUNDS
+
+    config = SyncConfig(gossip_interval=5.0)
+    assert config.backoff_first == 5.0
+    assert config.backoff_cap == BACKOFF_MAX_ROUNDS * 5.0
+    assert replace(config, gossip_interval=2.0).backoff_cap == BACKOFF_MAX_ROUNDS * 2.0
+    explicit = SyncConfig(gossip_interval=5.0, backoff_base=1.0, backoff_max=120.0)
+    assert (explicit.backoff_first, explicit.backoff_cap) == (1.0, 120.0)
+    delays = [config.backoff_delay(n) for n in range(1, 8)]
+    assert delays == sorted(delays) and delays[0] == 5.0 and delays[-1] == config.backoff_cap
+
+
+def test_a_peer_back_in_touch_is_picked_in_the_next_round() -> None:
+    config = SyncConfig(gossip_interval=1.0, jitter=0.0, fanout=1)
+    link = make_link(config=config)
+    a = link["a"]
+    member = a.members["b"]
+    for _ in range(100):  # B unreachable: A's back-off toward it grows
+        link.tick("a", 1.0)
+        if member.failures >= 4 and member.backoff_until > link.now + 2.0:
+            break
+    assert member.failures >= 4 and member.backoff_until > link.now + 2.0
+    (digest,) = link.tick("b")  # B's WAN is back: it gets in touch
+    link.deliver("b", digest)
+    assert member.failures == 0 and member.backoff_until == 0.0
+    link.take("a")
+    assert [o.peer for o in link.tick("a", 1.0)] == ["b"]
+
+
+def test_an_unanswered_digest_from_a_peer_that_talks_to_us_is_no_failure() -> None:
+    config = SyncConfig(gossip_interval=1.0, jitter=0.0, reply_timeout=3.0)
+    link = make_link(config=config)
+    a = link["a"]
+    link.tick("a")  # A's digest to B is lost ...
+    assert a.members["b"].awaiting_since is not None
+    link.now += 1.0
+    (digest,) = link.tick("b")  # ... but B keeps talking to A
+    link.deliver("b", digest)
+    link.take("a")
+    for _ in range(4):
+        link.tick("a", 1.0)
+    assert a.members["b"].failures == 0
+
+
+# ------------------------------------------------------------------ membership
+
+
+def test_digests_carry_a_members_hash_and_no_list_between_agreeing_peers() -> None:
+    link = make_link(("a", "b", "c"), config=SyncConfig(fanout=1))
+    a, b = link["a"], link["b"]
+    assert a.members_hash == b.members_hash == link["c"].members_hash
+    link.create("a", "a/pump-1")
+    (digest,) = link.tick("a")
+    message = decode_message(digest.data)
+    assert isinstance(message, Digest)
+    assert message.members == () and message.members_hash == a.members_hash
+    # Compact: the vector and a 16-byte hash, no ~115 bytes per member.
+    assert len(digest.data) < 100
+    link.deliver("a", digest)
+    (reply,) = link.take(digest.peer)
+    step2 = decode_message(reply.data)
+    assert isinstance(step2, Deltas) and step2.members == ()
+
+
+def _newcomer(link: Link, name: str) -> SyncEngine:
+    identity = link.authority.new_identity(name, link.rng)
+    return SyncEngine(
+        identity=identity,
+        state=ReplicaState(name, PUMP_SCHEMAS),
+        fleet_public_key=link.authority.public_key,
+        address=name,
+        rng=random.Random(name),
+        now=link.now,
+    )
+
+
+def test_a_newcomer_introduces_itself_and_learns_the_fleet_by_list() -> None:
+    link = make_link(("a", "b"))
+    a, b = link["a"], link["b"]
+    d = link.engines["d"] = _newcomer(link, "d")
+    d.members_hint("a", "a")  # from d's config: an address, no key yet
+    (hello,) = link.tick("d")
+    message = decode_message(hello.data)
+    assert isinstance(message, Digest) and [m.credential.replica for m in message.members] == ["d"]
+    events = link.deliver("d", hello)
+    assert MemberJoined(replica="d", address="d") in events
+    (reply,) = link.take("a")
+    step2 = decode_message(reply.data)
+    assert isinstance(step2, Deltas)
+    assert {m.credential.replica for m in step2.members} == {"a", "b", "d"}
+    link.deliver("a", reply)
+    assert set(d.members) == {"a", "b", "d"} and d.members_hash == a.members_hash
+    # B has not heard of D: A's hash for B is stale, so A's next digest to B
+    # carries the list, and B learns D from it.
+    a.members["b"].awaiting_since = link.now
+    a._send("b", a._digest_for("b"))
+    (to_b,) = link.take("a")
+    to_b_message = decode_message(to_b.data)
+    assert isinstance(to_b_message, Digest) and len(to_b_message.members) == 3
+    link.deliver("a", to_b)
+    assert "d" in b.members and b.members_hash == a.members_hash
+    (back,) = link.take("b")
+    assert decode_message(back.data).members == ()  # type: ignore[union-attr]
+
+
+def test_after_a_failure_the_peer_gets_the_full_list_again() -> None:
+    """It may have come back without the members it knew (a fresh data dir)."""
+    config = SyncConfig(gossip_interval=1.0, jitter=0.0, reply_timeout=3.0)
+    link = make_link(config=config)
+    a = link["a"]
+    (first,) = link.tick("a")
+    assert decode_message(first.data).members == ()  # type: ignore[union-attr]
+    for _ in range(40):
+        sent = link.tick("a", 1.0)
+        if sent:
+            break
+    assert sent and a.members["b"].failures >= 1
+    (again,) = sent
+    assert len(decode_message(again.data).members) == 2  # type: ignore[union-attr]

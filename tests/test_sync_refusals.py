@@ -31,6 +31,7 @@ from twinmesh.sync import (
     SignedBatch,
     decode_message,
     encode_message,
+    members_hash,
     seal_batch_bytes,
 )
 
@@ -155,9 +156,14 @@ def test_sender_and_peer_mismatch() -> None:
         b"\x00garbage",
         b"\xc1",  # never used in msgpack
         encode_message(Digest(sender="a", vv=VersionVector({"a": 1})))[:-1],
-        msgpack.packb(["twinmesh/sync", 99, "digest", "a", [], []]),
-        msgpack.packb(["twinmesh/sync", 1, "gossip", "a"]),
-        msgpack.packb(["twinmesh/sync", 1, "digest", "a", ["a", -1], []]),
+        msgpack.packb(["twinmesh/sync", 99, "digest", "a", [], None, []]),
+        # Version 1 sent every member in every digest; we no longer parse it.
+        msgpack.packb(["twinmesh/sync", 1, "digest", "a", [], []]),
+        msgpack.packb(["twinmesh/sync", 2, "gossip", "a"]),
+        msgpack.packb(["twinmesh/sync", 2, "digest", "a", ["a", -1], None, []]),
+        msgpack.packb(["twinmesh/sync", 2, "digest", "a", ["a", True], None, []]),
+        msgpack.packb(["twinmesh/sync", 2, "digest", "a", ["a", 1, "a", 2], None, []]),
+        msgpack.packb(["twinmesh/sync", 2, "digest", "a", [], None]),
     ],
     ids=[
         "empty",
@@ -165,8 +171,12 @@ def test_sender_and_peer_mismatch() -> None:
         "reserved-byte",
         "truncated",
         "future-version",
+        "old-version",
         "unknown-kind",
         "negative-vv",
+        "bool-in-vv",
+        "replica-twice-in-vv",
+        "digest-missing-members",
     ],
 )
 def test_malformed_bytes(data: bytes) -> None:
@@ -188,7 +198,9 @@ def test_member_not_vouched_by_the_fleet_key() -> None:
     info = MemberInfo(credential=mallory.credential, address="mallory", last_contact=0.0)
     digest = decode_message(_digest_bytes(link["a"]))
     assert isinstance(digest, Digest)
-    b.receive(encode_message(replace(digest, members=(*digest.members, info))), now=0.0, peer="a")
+    # A consistent message (the list with its own hash): refused member by member.
+    forged = replace(digest, members=(*digest.members, info), members_hash=None)
+    b.receive(encode_message(forged), now=0.0, peer="a")
     assert "mallory" not in b.members
     assert b.metrics.refusals["member-not-vouched"] == 1
     # And mallory itself may not talk to the fleet.
@@ -205,6 +217,106 @@ def test_a_known_member_cannot_change_its_key() -> None:
     info = MemberInfo(credential=impostor.credential, address="a", last_contact=0.0)
     digest = decode_message(_digest_bytes(link["a"]))
     assert isinstance(digest, Digest)
-    b.receive(encode_message(replace(digest, members=(info,))), now=0.0, peer="a")
+    b.receive(
+        encode_message(replace(digest, members=(info,), members_hash=None)), now=0.0, peer="a"
+    )
     assert b.members["a"].credential == link["a"].identity.credential
     assert b.metrics.refusals["member-key-mismatch"] == 1
+
+
+def _raw_digest(link: Link, members_hash: object, members: list[object]) -> bytes:
+    a = link["a"]
+    flat: list[object] = []
+    for r, n in a.vv.items_sorted():
+        flat += [r, n]
+    return msgpack.packb(  # type: ignore[no-any-return]
+        ["twinmesh/sync", 2, "digest", "a", flat, members_hash, members], use_bin_type=True
+    )
+
+
+def _member_raw(info: MemberInfo) -> list[object]:
+    c = info.credential
+    return [c.replica, c.public_key, c.fleet_signature, info.address, info.last_contact]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "list-not-matching-hash",
+        "replica-twice",
+        "list-without-hash",
+        "short-hash",
+        "hash-not-bytes",
+    ],
+)
+def test_inconsistent_membership_is_refused(case: str) -> None:
+    link = make_link(("a", "b", "c"))
+    link.create("b", "b/pump-1")
+    b = link["b"]
+    infos = list(b._member_infos())
+    good_hash = members_hash(i.credential for i in infos)
+    raw = [_member_raw(i) for i in infos]
+    data = {
+        # Drop C from the list but keep the hash of the whole set.
+        "list-not-matching-hash": lambda: _raw_digest(link, good_hash, raw[:2]),
+        "replica-twice": lambda: _raw_digest(link, good_hash, [*raw, raw[0]]),
+        "list-without-hash": lambda: _raw_digest(link, None, raw),
+        "short-hash": lambda: _raw_digest(link, good_hash[:8], []),
+        "hash-not-bytes": lambda: _raw_digest(link, "deadbeef", []),
+    }[case]()
+    check = _unchanged(link, "b")
+    with pytest.raises(RemoteProtocolError, match="members"):
+        b.receive(data, now=link.now, peer="a")
+    assert b.metrics.refusals["malformed-message"] == 1 and check()
+    assert link.take("b") == []
+
+
+def test_a_hash_without_a_list_is_fine() -> None:
+    link = make_link()
+    b = link["b"]
+    data = _raw_digest(link, b.members_hash, [])
+    b.receive(data, now=link.now, peer="a")
+    assert not b.metrics.refusals
+
+
+@pytest.mark.parametrize(
+    ("patch", "reason"),
+    [
+        ({"first": True}, "first"),
+        ({"last": 0}, "last"),
+        ({"origin": ""}, "origin"),
+        ({"signature": b"x" * 63}, "signature"),
+        ({"blob": "text"}, "blob"),
+    ],
+)
+def test_malformed_batch_fields_are_named(patch: dict[str, object], reason: str) -> None:
+    link = make_link()
+    message = _reply_from_a(link)
+    batch = message.batches[0]
+    fields = {
+        "origin": batch.origin,
+        "first": batch.first,
+        "last": batch.last,
+        "blob": batch.blob,
+        "signature": batch.signature,
+    }
+    fields.update(patch)
+    raw = msgpack.packb(
+        [
+            "twinmesh/sync",
+            2,
+            "deltas",
+            "a",
+            [[fields[k] for k in ("origin", "first", "last", "blob", "signature")]],
+            None,
+            False,
+            None,
+            [],
+        ],
+        use_bin_type=True,
+    )
+    b = link["b"]
+    check = _unchanged(link, "b")
+    with pytest.raises(RemoteProtocolError, match=rf"batches\[0\]\.{reason}"):
+        b.receive(raw, now=link.now, peer="a")
+    assert check()
