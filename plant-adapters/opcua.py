@@ -120,7 +120,7 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 
 from ._base import Adapter, BackoffPolicy, Reject, Sink
 from ._mapping import TRIGGERS, NodeBinding, OpcUaMapping
-from ._sample import Provenance, Quality, Sample, Value, make_sample_id
+from ._sample import Provenance, Quality, Sample, SampleIds, Value, new_sample
 
 __all__ = [
     "OpcUaAdapter",
@@ -216,7 +216,7 @@ class OpcUaConfig:
 class _Target:
     """One monitored node and what its readings become, computed once per session."""
 
-    __slots__ = ("bindings", "ids", "key", "provenance")
+    __slots__ = ("bindings", "ids", "key", "provenance", "sample_ids", "tags")
 
     def __init__(self, key: str, bindings: Sequence[NodeBinding], adapter: str) -> None:
         self.key = key  # the node id string: provenance source, sample id input
@@ -226,6 +226,13 @@ class _Target:
         self.ids = (
             ("",) if len(bindings) == 1 else tuple(f":{b.entity}/{b.telemetry}" for b in bindings)
         )
+        #: (entity, telemetry, unit, id suffix) per binding, unpacked per reading.
+        self.tags = tuple(
+            (b.entity, b.telemetry, b.unit, suffix)
+            for b, suffix in zip(self.bindings, self.ids, strict=True)
+        )
+        #: make_sample_id for this node, made at the first reading (the adapter's kind).
+        self.sample_ids: SampleIds | None = None
 
 
 class OpcUaAdapter(Adapter):
@@ -509,7 +516,8 @@ class OpcUaAdapter(Adapter):
         unsupported value instead (nothing appended).
         """
         key = target.key
-        code = dv.StatusCode.value if dv.StatusCode is not None else 0
+        status = dv.StatusCode
+        code = status.value if status is not None else 0
         quality = quality_from_status(code) if code else Quality.GOOD
         value: Value
         if raw is None and quality is Quality.BAD_STATUS:
@@ -518,27 +526,34 @@ class OpcUaAdapter(Adapter):
             value = raw
         else:
             return type(raw).__name__
-        server_ts = _epoch(dv.ServerTimestamp)
-        source_ts = _epoch(dv.SourceTimestamp)
+        # _epoch(), with its common case inline: asyncua's DateTimes are timezone-aware.
+        t = dv.ServerTimestamp
+        server_ts = t.timestamp() if t is not None and t.tzinfo is not None else _epoch(t)
+        t = dv.SourceTimestamp
+        source_ts = t.timestamp() if t is not None and t.tzinfo is not None else _epoch(t)
         if source_ts is None:
             quality |= Quality.NO_SOURCE_TIME
             source_ts = server_ts if server_ts is not None else now
         elif source_ts > newest.get(key, -math.inf):
             newest[key] = source_ts  # only the device's clock is a resume point
-        sid = make_sample_id(self.kind, key, source_ts=source_ts, value=value)
-        for b, suffix in zip(target.bindings, target.ids, strict=True):
+        ids = target.sample_ids
+        if ids is None:
+            ids = target.sample_ids = SampleIds(self.kind, key)
+        sid = ids.reading(source_ts, value)  # == make_sample_id(self.kind, key, ...)
+        provenance = target.provenance
+        for entity, name, unit, suffix in target.tags:
             out.append(
-                Sample(
-                    entity=b.entity,
-                    name=b.telemetry,
-                    value=value,
-                    unit=b.unit,
-                    source_ts=source_ts,
-                    server_ts=server_ts,
-                    received_ts=now,
-                    quality=quality,
-                    provenance=target.provenance,
-                    sample_id=sid + suffix,
+                new_sample(
+                    entity,
+                    name,
+                    value,
+                    unit,
+                    source_ts,
+                    now,  # received_ts
+                    server_ts,
+                    quality,
+                    provenance,
+                    sid + suffix,
                 )
             )
         return None

@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import operator
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -275,6 +276,7 @@ def _decode_value(raw: Any, vtype: str) -> Value:
 
 
 _QUALITY_COLUMN = 9  # index of ``quality`` in the tuples _row builds
+_quality_of = operator.itemgetter(_QUALITY_COLUMN)
 
 
 async def _seq_allocated(db: aiosqlite.Connection) -> int:
@@ -285,7 +287,15 @@ async def _seq_allocated(db: aiosqlite.Connection) -> int:
 
 
 def _row(s: Sample) -> tuple[Any, ...]:
-    value, vtype = _encode_value(s.value)
+    # Once per stored sample. Floats (most telemetry) skip _encode_value's
+    # isinstance chain, and the quality's int is read as ``_value_``: the
+    # ``value`` property of an enum member is Python-level descriptor code.
+    value = s.value
+    if type(value) is float:
+        vtype = "f"
+    else:
+        value, vtype = _encode_value(value)
+    provenance = s.provenance
     return (
         s.sample_id,
         s.entity,
@@ -296,9 +306,9 @@ def _row(s: Sample) -> tuple[Any, ...]:
         s.source_ts,
         s.server_ts,
         s.received_ts,
-        s.quality.value,
-        s.provenance.adapter,
-        s.provenance.source,
+        s.quality._value_,
+        provenance.adapter,
+        provenance.source,
     )
 
 
@@ -519,7 +529,7 @@ class TelemetryBuffer:
                     if inserted == len(rows):
                         # No duplicate: every row is new, count its flags here. As the
                         # only writer under AUTOINCREMENT we got before+1 .. before+inserted.
-                        new_flags.update(r[_QUALITY_COLUMN] for r in rows)
+                        new_flags.update(map(_quality_of, rows))
                         new_max = new_alloc = before + inserted
                     else:
                         # Skipped duplicates still consumed seq numbers: ask SQLite.

@@ -287,20 +287,37 @@ class QualityChecker:
     # -- per sample ----------------------------------------------------------------
 
     def check(self, sample: Sample, now: float) -> CheckResult:
+        events: list[QualityEvent] = []
+        out, redelivery = self._check(sample, now, events)
+        if redelivery:
+            return CheckResult(sample=out, redelivery=True)
+        return CheckResult(sample=out, events=tuple(events))
+
+    def _check(self, sample: Sample, now: float, events: list[QualityEvent]) -> tuple[Sample, bool]:
+        """:meth:`check` without the result object: appends the events to ``events``
+        and returns the sample as stored and whether it was a redelivery.
+
+        This runs once per sample a node takes in, so the common case (in order,
+        unit and range fine, nothing flagged) does no enum arithmetic and
+        allocates nothing but the id bookkeeping.
+        """
         if self._epoch is None:
             self._epoch = now
         cfg = self._config
-        st = self._tags.setdefault(sample.tag, _TagState())
-        spec = self._specs.get(sample.tag)
+        sample_id = sample.sample_id
+        tag = (sample.entity, sample.name)
+        st = self._tags.get(tag)
+        if st is None:
+            st = self._tags[tag] = _TagState()
+        spec = self._specs.get(tag)
         value, unit, flags = _stateless(sample, spec)
-        if sample.sample_id in st.recent_set:
+        if sample_id in st.recent_set:
             # An exact redelivery: the buffer keeps the first copy. It gets the
             # stateless checks (in case the first copy never committed) but must
             # not move the tag's order or stuck state a second time.
             self.redeliveries += 1
-            out = sample.flagged(flags, value=value, unit=unit) if flags else sample
-            return CheckResult(sample=out, redelivery=True)
-        events: list[QualityEvent] = []
+            out = sample.flagged(flags, value=value, unit=unit) if flags._value_ else sample
+            return out, True
 
         ts = sample.source_ts
         in_order = False
@@ -310,17 +327,20 @@ class QualityChecker:
             flags |= Quality.OUT_OF_ORDER
         elif st.newest_ts is not None and ts == st.newest_ts:
             flags |= Quality.DUPLICATE  # a different reading (id) for the same instant
-            st.ids_at_newest.add(sample.sample_id)
+            st.ids_at_newest.add(sample_id)
         else:
             previous = st.newest_ts
             st.newest_ts = ts
-            st.ids_at_newest = {sample.sample_id}
+            st.ids_at_newest = {sample_id}
             in_order = True
             if (
                 previous is not None
                 and spec is not None
                 and spec.expected_interval
                 and not st.stale
+                # _gap_events' own test, here to skip the call when there is no gap
+                # (as "not <=", like there, so a NaN gap behaves the same).
+                and not ts - previous <= cfg.stale_factor * spec.expected_interval
             ):
                 events += self._gap_events(sample, previous, spec.expected_interval)
 
@@ -370,14 +390,19 @@ class QualityChecker:
             )
             st.stale = False
         st.last_seen = now
-        self._remember(st, sample.sample_id)
+        # _remember, inlined: the id is known not to be in recent_set (checked above).
+        st.recent_ids.append(sample_id)
+        st.recent_set.add(sample_id)
+        if len(st.recent_ids) > cfg.recent_ids:
+            st.recent_set.discard(st.recent_ids.popleft())
 
-        out = sample
-        if flags or value is not sample.value or unit != sample.unit:
-            out = sample.flagged(flags, value=value, unit=unit)
-        for name in flags.names():
-            self.flag_counts[name] += 1
-        return CheckResult(sample=out, events=tuple(events))
+        if flags._value_:  # any bit set; Flag.__bool__ is a Python-level call
+            for name in flags.names():
+                self.flag_counts[name] += 1
+            return sample.flagged(flags, value=value, unit=unit), False
+        if value is not sample.value or unit != sample.unit:
+            return sample.flagged(flags, value=value, unit=unit), False
+        return sample, False
 
     def check_batch(
         self, samples: Sequence[Sample], now: float
@@ -385,10 +410,9 @@ class QualityChecker:
         """Check a batch in order; redeliveries pass through unflagged (the buffer drops them)."""
         out: list[Sample] = []
         events: list[QualityEvent] = []
+        check = self._check
         for s in samples:
-            r = self.check(s, now)
-            out.append(r.sample)
-            events.extend(r.events)
+            out.append(check(s, now, events)[0])
         return out, events
 
     # -- absence ---------------------------------------------------------------------
@@ -471,6 +495,17 @@ def _stateless(sample: Sample, spec: TagSpec | None) -> tuple[Value, str | None,
     """Unit normalisation and range check: what depends on the sample and spec alone."""
     if spec is None:
         return sample.value, sample.unit, Quality.GOOD
+    value = sample.value
+    if (type(value) is float or type(value) is int) and spec.unit is not None:
+        # The common case by the shortest road: a number (bool excluded by the
+        # exact type test) already in the model's unit, finite and in range. Gives
+        # exactly what _normalise and the range check below give then; anything
+        # else (a bound of NaN included) takes the long road.
+        unit = sample.unit
+        if unit is None or unit.strip() == spec.unit:
+            lo, hi = spec.minimum, spec.maximum
+            if math.isfinite(value) and (lo is None or value >= lo) and (hi is None or value <= hi):
+                return value, spec.unit, Quality.GOOD
     value, unit, flags = _normalise(sample.value, sample.unit, spec)
     if isinstance(value, int | float) and not isinstance(value, bool):
         too_low = spec.minimum is not None and value < spec.minimum
