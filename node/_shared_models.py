@@ -48,7 +48,7 @@ from twinmesh.crdt import (
     ValueType,
 )
 
-from .dtdl import DtdlValidationError, Interface, ModelRegistry, parse_model
+from .dtdl import DtdlValidationError, Interface, ModelRegistry
 
 __all__ = ["MODEL_DOCUMENT", "MODEL_SCHEMA", "SharedModels", "model_entity"]
 
@@ -147,7 +147,7 @@ class SharedModels:
         a changed model) or :class:`ValueError` (too large to replicate), and
         leaves the registry unchanged on any error.
         """
-        result = parse_model(content, known=self.registry.models)
+        result = self.registry.parse(content)
         result.raise_for_errors()
         for iface in result.models:
             size = len(iface.canonical_json.encode())
@@ -157,7 +157,7 @@ class SharedModels:
                     f" limited to {MAX_DOCUMENT}"
                 )
         before = set(self.registry)
-        interfaces = self.registry.add(content)  # same input: parses the same, then commits
+        interfaces = self.registry.commit(result)
         new = [i for i in interfaces if i.id not in before]
         self._add_schemas(new)
         return new, [i for i in interfaces if i.id in before]

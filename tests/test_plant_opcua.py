@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from _brokers import free_port, make_opcua_certificates
+from async_wait import wait_until
 from asyncua import Client, ua
 
 from twinmesh.adapters import BackoffPolicy, Sample, load_node_bindings
@@ -133,9 +134,7 @@ def test_sign_and_encrypt_with_the_node_adapter(tmp_path: Path) -> None:
         )
         task = asyncio.create_task(adapter.run(sink))
         try:
-            async with asyncio.timeout(20):
-                while not any(s.name == "current" for s in samples):
-                    await asyncio.sleep(0.02)
+            await wait_until(lambda: any(s.name == "current" for s in samples), 20)
             assert adapter.status().details["security"] == "Basic256Sha256/SignAndEncrypt"
         finally:
             await adapter.close()

@@ -18,6 +18,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from _brokers import Mosquitto, find_mosquitto
+from async_wait import wait_until
 
 from twinmesh.adapters import BackoffPolicy
 from twinmesh.adapters.mqtt import decode_payload
@@ -37,12 +38,6 @@ def run(coro: Coroutine[Any, Any, None], timeout: float = 30.0) -> None:
             await coro
 
     asyncio.run(bounded())
-
-
-async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def register_subscriber(port: int) -> None:

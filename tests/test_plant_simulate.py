@@ -27,6 +27,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from _brokers import Mosquitto, find_mosquitto, free_port
+from async_wait import wait_until
 from asyncua import Client, ua
 
 from twinmesh.adapters import BackoffPolicy, Sample, load_node_bindings, load_topic_mapping
@@ -93,12 +94,6 @@ def run(coro: Coroutine[Any, Any, None], timeout: float = 30.0) -> None:
             await coro
 
     asyncio.run(bounded())
-
-
-async def wait_until(predicate: Any, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 def start_plant(config: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:

@@ -46,7 +46,17 @@ class ModelRegistry:
 
     def add(self, content: Any, *, source: str = "") -> tuple[Interface, ...]:
         """Register the Interfaces of one JSON value or JSON text."""
-        result = parse_model(content, source=source, known=self._models, limits=self._limits)
+        return self._commit(self.parse(content, source=source))
+
+    def parse(self, content: Any, *, source: str = "") -> ParseResult:
+        """Parse and link ``content`` against the registered models, registering nothing.
+
+        Inspect the result (all errors, the Interfaces), then :meth:`commit` it.
+        """
+        return parse_model(content, source=source, known=self._models, limits=self._limits)
+
+    def commit(self, result: ParseResult) -> tuple[Interface, ...]:
+        """Register what :meth:`parse` returned (raises on its errors or on a changed model)."""
         return self._commit(result)
 
     def add_documents(self, documents: Iterable[SourceDocument]) -> tuple[Interface, ...]:
