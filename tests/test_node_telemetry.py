@@ -27,11 +27,14 @@ import pytest
 from _brokers import Mosquitto, OpcUaServer, find_mosquitto
 from node_helpers import Fleet, running_fleet, wait_until
 
-pytestmark = pytest.mark.skipif(
-    find_mosquitto() is None,
-    reason="needs mosquitto: the broker-restart check needs sessions that survive a broker"
-    " restart, which amqtt does not keep",
-)
+pytestmark = [
+    pytest.mark.mosquitto,
+    pytest.mark.skipif(
+        find_mosquitto() is None,
+        reason="needs mosquitto: the broker-restart check needs sessions that survive a broker"
+        " restart, which amqtt does not keep",
+    ),
+]
 
 ASSET = "plant-a/line-1/pump-7"
 UNS = "plant-a/area-1/line-1/cell-1/pump-7"

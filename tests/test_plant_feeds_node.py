@@ -34,10 +34,13 @@ import pytest
 from _brokers import Mosquitto, find_mosquitto, free_port
 from node_helpers import Fleet, running_fleet, wait_until
 
-pytestmark = pytest.mark.skipif(
-    find_mosquitto() is None,
-    reason="needs mosquitto: the broker restart must keep the node's session (amqtt does not)",
-)
+pytestmark = [
+    pytest.mark.mosquitto,
+    pytest.mark.skipif(
+        find_mosquitto() is None,
+        reason="needs mosquitto: the broker restart must keep the node's session (amqtt does not)",
+    ),
+]
 
 INTERVAL = 0.1  # seconds between readings of every tag
 

@@ -25,7 +25,10 @@ from twinmesh.adapters.mqtt import decode_payload
 from twinmesh.adapters.synthetic import MqttSettings
 from twinmesh.adapters.synthetic._mqtt_publisher import MqttPublisher, encode_payload
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+pytestmark = [
+    pytest.mark.mosquitto,
+    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed"),
+]
 
 FAST = BackoffPolicy(initial=0.05, maximum=0.3)
 T0 = 1_800_000_000.0

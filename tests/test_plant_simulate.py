@@ -38,7 +38,10 @@ from twinmesh.node.dtdl import ModelRegistry, unit_symbol
 from twinmesh.node.telemetry import parse_telemetry
 from twinmesh.node.telemetry._quality import QualityChecker, TagSpec
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+pytestmark = [
+    pytest.mark.mosquitto,
+    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed"),
+]
 
 SITE = "plant-t"
 FAST = BackoffPolicy(initial=0.05, maximum=0.3)
