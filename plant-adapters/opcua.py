@@ -166,12 +166,19 @@ def quality_from_status(code: int) -> Quality:
     return Quality.BAD_STATUS  # 10 Bad, and 11 (reserved) which clients must treat as Bad
 
 
+#: OPC UA's minimum DateTime, 1601-01-01T00:00:00Z, as epoch seconds. Part 6
+#: §5.2.2.5: a DateTime at or before it means "no time" (encoded as 0). Servers
+#: that set no ServerTimestamp (node-opcua, for one) send exactly this.
+OPCUA_MIN_DATETIME = -11644473600.0
+
+
 def _epoch(t: dt.datetime | None) -> float | None:
     if t is None:
         return None
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)  # OPC UA DateTime is UTC (Part 6 §5.2.2.5)
-    return t.timestamp()
+    ts = t.timestamp()
+    return None if ts <= OPCUA_MIN_DATETIME else ts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -529,8 +536,12 @@ class OpcUaAdapter(Adapter):
         # _epoch(), with its common case inline: asyncua's DateTimes are timezone-aware.
         t = dv.ServerTimestamp
         server_ts = t.timestamp() if t is not None and t.tzinfo is not None else _epoch(t)
+        if server_ts is not None and server_ts <= OPCUA_MIN_DATETIME:
+            server_ts = None  # "no time" (see OPCUA_MIN_DATETIME)
         t = dv.SourceTimestamp
         source_ts = t.timestamp() if t is not None and t.tzinfo is not None else _epoch(t)
+        if source_ts is not None and source_ts <= OPCUA_MIN_DATETIME:
+            source_ts = None
         if source_ts is None:
             quality |= Quality.NO_SOURCE_TIME
             source_ts = server_ts if server_ts is not None else now

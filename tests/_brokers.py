@@ -597,6 +597,11 @@ async def _serve_opcua(args: argparse.Namespace) -> None:
     vib = await pump.add_variable(ua.NodeId("Pump7.Vibration", ns), f"{ns}:Vibration", 0.0)
     temp = await pump.add_variable(ua.NodeId("Pump7.Temperature", ns), f"{ns}:Temperature", 0.0)
     flow = await pump.add_variable(ua.NodeId("Pump7.Flow", ns), f"{ns}:Flow", 0.0)
+    # Stamped with OPC UA's minimum DateTime as its server timestamp: "no server
+    # time", as servers that set none (node-opcua) send it (Part 6 §5.2.2.5).
+    no_server_ts = await pump.add_variable(
+        ua.NodeId("Pump7.NoServerTime", ns), f"{ns}:NoServerTime", 0.0
+    )
     bench = []
     period_node = None
     if args.variables:
@@ -694,6 +699,9 @@ async def _serve_opcua(args: argparse.Namespace) -> None:
             else:
                 status = ua.StatusCodes.Good
             await record(flow, dv(float(n), status))
+            unstamped = dv(float(n))
+            unstamped.ServerTimestamp = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)
+            await server.write_attribute_value(no_server_ts.nodeid, unstamped)  # as sent
             period = args.period
             if bench:
                 tick = dv(args.start + n)
@@ -773,7 +781,7 @@ async def _serve_amqtt(args: argparse.Namespace) -> None:
 
 
 def _main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     op = sub.add_parser("opcua", help="run the OPC UA test server")
     op.add_argument("--port", type=int, required=True)

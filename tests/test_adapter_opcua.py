@@ -59,6 +59,11 @@ entity = "plant-a/line-1/pump-7"
 telemetry = "flow"
 
 [[node]]
+node_id = "ns=2;s=Pump7.NoServerTime"
+entity = "plant-a/line-1/pump-7"
+telemetry = "unstamped"
+
+[[node]]
 node_id = "ns=2;s=Pump7.DoesNotExist"
 entity = "plant-a/line-1/pump-7"
 telemetry = "ghost"
@@ -150,9 +155,10 @@ def test_samples_timestamps_flags_units_and_unknown_node(
                         len(named(r, "vibration_rms")) >= 20
                         and len(named(r, "flow")) >= 20
                         and bool(named(r, "temperature"))
+                        and len(named(r, "unstamped")) >= 2
                     ),
                 )
-                assert a.status().details["monitored_items"] == "3"  # the ghost is not one
+                assert a.status().details["monitored_items"] == "4"  # the ghost is not one
             status = adapter.status()
             assert status.state is AdapterState.CLOSED
             assert status.details["monitored_items"] == "0"  # reset when the session ended
@@ -169,6 +175,10 @@ def test_samples_timestamps_flags_units_and_unknown_node(
             # The test server stamps the source 1 ms before the server: both are kept.
             assert v.server_ts is not None
             assert v.server_ts - v.source_ts == pytest.approx(0.001, abs=5e-4)
+            # OPC UA's minimum DateTime (1601-01-01) means "no server timestamp".
+            unstamped = named(rows, "unstamped")
+            assert all(s.server_ts is None for s in unstamped), [s.server_ts for s in unstamped]
+            assert all(s.source_ts > 1e9 for s in unstamped)
             (temp, *_) = named(rows, "temperature")
             assert temp.value == pytest.approx(100.0) and temp.unit == "°C"
             assert temp.quality == Quality.UNIT_CONVERTED
