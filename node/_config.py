@@ -41,17 +41,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twinmesh.crdt import LocalProtocolError
-
+from ._config_keys import NODE_TABLES, ConfigError, check_keys, check_top_level
 from .telemetry._settings import TelemetryConfigError, TelemetrySettings, parse_telemetry
 
-__all__ = ["ConfigError", "NodeConfig", "PeerConfig", "load_config"]
+__all__ = ["NODE_TABLES", "ConfigError", "NodeConfig", "PeerConfig", "check_keys", "load_config"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
-
-class ConfigError(LocalProtocolError):
-    """The configuration file is wrong; the reason names the key."""
+#: The keys each table parsed here may hold (NODE_TABLES lists the tables).
+_KEYS: dict[str, frozenset[str]] = {
+    "node": frozenset({"name", "role", "data_dir", "models", "max_body_bytes"}),
+    "api": frozenset({"listen"}),
+    "gossip": frozenset({"listen", "interval", "fanout", "evict_after"}),
+    "tls": frozenset({"ca", "cert", "key", "signing"}),
+    "auth": frozenset({"token_secret_file"}),
+}
+_PEER_KEYS = frozenset({"name", "url"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,7 +129,19 @@ def load_config(path: Path) -> NodeConfig:
         t = raw.get(name, {})
         if not isinstance(t, dict):
             raise ConfigError(f"[{name}] must be a table")
+        check_keys(t, _KEYS[name], name)
         return t
+
+    try:
+        return _parse(raw, path, rel, table)
+    except ConfigError as exc:
+        if exc.reason.startswith(f"{path}:"):
+            raise
+        raise ConfigError(f"{path}: {exc.reason}") from None
+
+
+def _parse(raw: dict[str, Any], path: Path, rel: Any, table: Any) -> NodeConfig:
+    check_top_level(raw)
 
     node, api, gossip, tls, auth = (table(n) for n in ("node", "api", "gossip", "tls", "auth"))
     name = _get(node, "name", str, "node")
@@ -148,6 +165,7 @@ def load_config(path: Path) -> NodeConfig:
     for i, p in enumerate(peers_raw):
         if not isinstance(p, dict):
             raise ConfigError(f"peers[{i}]: expected a table")
+        check_keys(p, _PEER_KEYS, f"peers[{i}]")
         pname = _get(p, "name", str, f"peers[{i}]")
         url = _get(p, "url", str, f"peers[{i}]")
         if not url.startswith("https://"):
@@ -162,7 +180,7 @@ def load_config(path: Path) -> NodeConfig:
     try:
         telemetry = parse_telemetry(raw, rel=rel, data_dir=data_dir)
     except TelemetryConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(str(exc)) from None
     return NodeConfig(
         name=name,
         role=role,
