@@ -39,6 +39,7 @@ from twinmesh.crdt import (
 
 from ._api_models import add_model_routes
 from ._api_telemetry import add_telemetry_routes
+from ._entity_ids import EntityIdError, check_entity_id
 from ._models import AUDIT_ENTITY
 from ._openapi import openapi_document
 from ._tokens import Role, TokenError, TokenIssuer
@@ -381,6 +382,10 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
         data = await _body(request)
         entity_id = _need(data, "id", str)
         model = _need(data, "model", str)
+        try:
+            check_entity_id(entity_id, home=node.config.name)
+        except EntityIdError as exc:
+            return _error(422, "bad-entity-id", exc.reason)
         if model not in node.schemas:
             return _error(422, "unknown-model", f"unknown model {model!r}")
         if entity_id in node.state.entities:

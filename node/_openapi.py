@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._entity_ids import ENTITY_ID_PATTERN
+
 __all__ = ["openapi_document"]
 
 _ERROR = {
@@ -88,7 +90,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                     params=[_query_param("model", False)],
                 ),
                 "post": _op(
-                    "Create an entity at this node (its home)",
+                    "Create an entity at this node (its home); the id is SITE/NAME... with"
+                    " SITE this node's name (docs/architecture.md, 'Entity ids')",
                     "operator",
                     "created",
                     400,
@@ -98,7 +101,14 @@ def openapi_document(version: str) -> dict[str, Any]:
                     body={
                         "type": "object",
                         "required": ["id", "model"],
-                        "properties": {"id": {"type": "string"}, "model": {"type": "string"}},
+                        "properties": {
+                            "id": {
+                                "type": "string",
+                                "pattern": ENTITY_ID_PATTERN,
+                                "maxLength": 256,
+                            },
+                            "model": {"type": "string"},
+                        },
                     },
                 ),
             },
