@@ -824,6 +824,13 @@ class TelemetryBuffer:
             for r in rows
         ]
 
+    async def event_tags(self, kind: EventKind) -> set[tuple[str, str]]:
+        """The ``(entity, name)`` of every stored event of ``kind``."""
+        rows = await self._ro.execute_fetchall(
+            "SELECT DISTINCT entity, name FROM events WHERE kind = ?", (kind.value,)
+        )
+        return {(r[0], r[1]) for r in rows}
+
     async def count(self) -> int:
         """Raw samples currently retained."""
         row = await (await self._ro.execute("SELECT count(*) FROM samples")).fetchone()

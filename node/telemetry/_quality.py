@@ -216,6 +216,8 @@ class EventKind(enum.Enum):
     STALE_CLEARED = "stale-cleared"
     STUCK = "stuck"
     STUCK_CLEARED = "stuck-cleared"
+    #: A modelled tag no adapter mapping binds: not expected, so never STALE (_bound.py).
+    UNMAPPED = "unmapped"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

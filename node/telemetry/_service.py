@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -32,9 +33,10 @@ from typing import Any
 
 from twinmesh.adapters import Adapter, AdapterStatus, Quality, Reject, Sample
 
+from ._bound import unmapped_tags
 from ._buffer import TelemetryBuffer
 from ._ingest import IngestPipeline
-from ._quality import QualityChecker, TagSpec
+from ._quality import EventKind, QualityChecker, QualityEvent, TagSpec
 from ._settings import AdapterSpec, TelemetrySettings
 
 __all__ = ["TelemetryService", "build_adapter"]
@@ -76,7 +78,11 @@ class TelemetryService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        #: Modelled tags no adapter mapping binds: reported once, never STALE.
+        self.unmapped = unmapped_tags(specs, settings.adapters) if settings.adapters else []
         self.specs = dict(specs)
+        for tag in self.unmapped:
+            self.specs[tag] = dataclasses.replace(self.specs[tag], expected_interval=None)
         self.clock = clock
         self.node_name = node_name
         self.buffer: TelemetryBuffer | None = None
@@ -102,8 +108,36 @@ class TelemetryService:
         checker = QualityChecker(self.specs, s.quality)
         self.pipeline = IngestPipeline(self.buffer, checker, clock=self.clock)
         await self.pipeline.prime()  # a restart must not re-flag the first sample of each tag
+        await self._report_unmapped()
         for sample in await self.buffer.latest_per_tag():
             self.latest[sample.tag] = sample
+
+    async def _report_unmapped(self) -> None:
+        """One ``unmapped`` event per unbound tag, ever (a restart does not repeat it)."""
+        assert self.buffer is not None
+        if not self.unmapped:
+            return
+        told = await self.buffer.event_tags(EventKind.UNMAPPED)
+        now = self.clock()
+        events = [
+            QualityEvent(
+                kind=EventKind.UNMAPPED,
+                entity=entity,
+                name=name,
+                at=now,
+                detail="the model has this telemetry but no adapter mapping binds it:"
+                " not expected, so no STALE events",
+            )
+            for entity, name in self.unmapped
+            if (entity, name) not in told
+        ]
+        if events:
+            _log.warning(
+                "telemetry: %d modelled tag(s) bound by no mapping (no STALE for them): %s",
+                len(events),
+                ", ".join(f"{e.entity}/{e.name}" for e in events),
+            )
+            await self.buffer.append((), (), events=events)
 
     def _resume_points(self) -> dict[tuple[str, str], float]:
         # ``latest`` was primed from the buffer in open(), before any adapter runs.
