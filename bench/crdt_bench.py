@@ -522,7 +522,9 @@ def bench_b31(report: Report, n: int, profile: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes: proves it runs")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.add_argument("--no-profile", action="store_true", help="skip cProfile of missed goals")

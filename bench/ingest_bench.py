@@ -21,7 +21,9 @@ from _report import Report
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves it runs")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
     args = ap.parse_args()

@@ -318,7 +318,9 @@ def traffic(report: Report, n: int, seconds: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument(
         "--minutes", type=float, default=60.0, help="simulated minutes, 10-plant speed run"
     )

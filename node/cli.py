@@ -60,12 +60,20 @@ def register(subparsers: Any) -> None:
     sub = group.add_subparsers(dest="node_command", metavar="SUBCOMMAND")
     run = sub.add_parser("run", help="run a node until SIGTERM")
     run.add_argument("--config", required=True, help="the node's TOML config")
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log threshold (default: %(default)s)",
+    )
     run.add_argument("--ready-file", help="write the node's URLs here once it serves")
     run.set_defaults(handler=_run)
     hist = sub.add_parser("history", help="an entity as it was at a time, rebuilt from the op log")
-    hist.add_argument("entity")
-    hist.add_argument("--config", required=True)
+    hist.add_argument("entity", help="the entity id, e.g. plant-a/line-1/pump-7")
+    hist.add_argument(
+        "--config", required=True, help="the node's TOML config (its store is read, offline)"
+    )
     hist.add_argument("--at", help="ISO 8601 time or epoch milliseconds (default: now)")
     hist.set_defaults(handler=_history)
     group.set_defaults(handler=lambda _a: group.print_help() or 2)

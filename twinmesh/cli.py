@@ -20,6 +20,7 @@ _GROUPS: tuple[str, ...] = (
     "twinmesh.crdt.cli",
     "twinmesh.node.cli",
     "twinmesh.node.fleet.cli",
+    "twinmesh.node.client.cli",
     "twinmesh.node.security.cli",
     "twinmesh.node.dtdl.cli",
     "twinmesh.sim.cli",
@@ -27,8 +28,20 @@ _GROUPS: tuple[str, ...] = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser without prefix matching: ``--plant 3`` is an error, not ``--plants``.
+
+    Subparsers are made with the class of their parent (argparse's default
+    ``parser_class``), so every group and subcommand inherits this.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="twinmesh",
         description="Federated industrial digital twins: CRDT merge, gossip, partition tests.",
     )

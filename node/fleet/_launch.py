@@ -69,6 +69,39 @@ def _plant_names(plants: int) -> list[str]:
     return [f"plant-{letters[i]}" if i < 26 else f"plant-{i + 1}" for i in range(plants)]
 
 
+def _check_telemetry_file(path: Path, text: str, node_dir: Path) -> None:
+    """Validate a ``--telemetry`` file on its own, so an error names the user's file.
+
+    It is appended to the node's generated ``node.toml``, whose directory
+    ``node_dir`` relative paths in it resolve against (``twinmesh plant
+    simulate`` writes absolute ones). Checked here with the node's own parser,
+    so whatever would stop the node stops ``fleet up`` first, with this path.
+    """
+    import tomllib
+
+    from .._config_keys import ConfigError, check_keys
+    from .._models import load_registry
+    from ..telemetry import TelemetryConfigError, parse_telemetry, tag_specs
+
+    try:
+        raw = tomllib.loads(text)
+        check_keys(raw, ("telemetry", "adapter"), "")
+        settings = parse_telemetry(
+            raw,
+            rel=lambda p: Path(p) if Path(p).is_absolute() else (node_dir / p).resolve(),
+            data_dir=node_dir / "data",
+        )
+        if settings is None:
+            raise TelemetryConfigError("has neither [telemetry] nor [[adapter]] tables")
+        tag_specs(settings.assets, load_registry())
+    except tomllib.TOMLDecodeError as exc:
+        raise FleetError(f"--telemetry {path}: not valid TOML: {exc}") from None
+    except ConfigError as exc:
+        raise FleetError(f"--telemetry {path}: {exc.reason}") from None
+    except TelemetryConfigError as exc:
+        raise FleetError(f"--telemetry {path}: {exc}") from None
+
+
 def load_fleet(directory: Path) -> dict[str, Any]:
     path = directory / "fleet.json"
     try:
@@ -143,14 +176,16 @@ def fleet_up(
     if not 1 <= plants <= 26:
         raise FleetError("a local fleet has 1..26 plants")
     extra: dict[str, str] = {}
+    directory = directory.resolve()
     for node_name, path in (telemetry or {}).items():
         if node_name not in _plant_names(plants):
             raise FleetError(f"--telemetry {node_name}=...: no plant {node_name} in this fleet")
         try:
-            extra[node_name] = "\n" + path.read_text()
+            text = path.read_text()
         except OSError as exc:
             raise FleetError(f"--telemetry {node_name}={path}: {exc.strerror}") from None
-    directory = directory.resolve()
+        _check_telemetry_file(path, text, directory / node_name)
+        extra[node_name] = "\n" + text
     if (directory / "fleet.json").exists():
         running = load_fleet(directory)
         if any(_alive(n["pid"]) for n in running["nodes"]):

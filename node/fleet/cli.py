@@ -50,10 +50,14 @@ def _links_of(fleet: dict[str, Any], node: str) -> list[str]:
     return [f"{a}->{b}" for a in _names(fleet) for b in _names(fleet) if a != b and node in (a, b)]
 
 
-def _duration_ms(text: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)?", text.strip())
+def _duration_ms(text: str, option: str) -> float:
+    # A unit is required: a bare "150" could mean ms or s, and guessing wrong
+    # is a 1000x fault.
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)", text.strip())
     if not m:
-        raise LocalProtocolError(f"expected a duration like 150ms or 0.2s, not {text!r}")
+        raise LocalProtocolError(
+            f"{option} {text!r}: expected a duration with its unit, like 150ms or 0.2s"
+        )
     value = float(m.group(1))
     return value * 1000 if m.group(2) == "s" else value
 
@@ -61,9 +65,31 @@ def _duration_ms(text: str) -> float:
 def _fraction(text: str) -> float:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(%)?", text.strip())
     if not m:
-        raise LocalProtocolError(f"expected a loss like 5% or 0.05, not {text!r}")
+        raise LocalProtocolError(f"--loss {text!r}: expected a percentage like 5% or 0.05")
     value = float(m.group(1))
-    return value / 100 if m.group(2) else value
+    if m.group(2):
+        return value / 100
+    if value > 1:
+        raise LocalProtocolError(
+            f"--loss {text!r}: a bare number is a fraction from 0 to 1; for percent write {text}%"
+        )
+    return value
+
+
+def _describe_faults(faults: dict[str, Any]) -> str:
+    """A link's faults, the ones not at their defaults, in the units the CLI takes."""
+    parts = []
+    if faults.get("down"):
+        parts.append("down")
+    if faults.get("delay_ms"):
+        parts.append(f"delay {faults['delay_ms']:g}ms")
+    if faults.get("jitter_ms"):
+        parts.append(f"jitter {faults['jitter_ms']:g}ms")
+    if faults.get("loss"):
+        parts.append(f"loss {faults['loss'] * 100:g}%")
+    if faults.get("bandwidth_bytes_per_s"):
+        parts.append(f"bandwidth {faults['bandwidth_bytes_per_s']} B/s")
+    return ", ".join(parts) or "no faults"
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -120,11 +146,17 @@ def _link(args: argparse.Namespace) -> int:
     fleet = load_fleet(Path(args.dir))
     _check_node(fleet, args.a)
     _check_node(fleet, args.b)
-    change: dict[str, Any] = {}
+    if args.a == args.b:
+        raise LocalProtocolError(f"a link joins two different nodes, not {args.a} to itself")
+    # Without --reset a change is a partial update: the faults named are set,
+    # the others keep their current values. --reset clears them all first.
+    change: dict[str, Any] = (
+        {"down": False, "delay_ms": 0, "jitter_ms": 0, "loss": 0} if args.reset else {}
+    )
     if args.delay is not None:
-        change["delay_ms"] = _duration_ms(args.delay)
+        change["delay_ms"] = _duration_ms(args.delay, "--delay")
     if args.jitter is not None:
-        change["jitter_ms"] = _duration_ms(args.jitter)
+        change["jitter_ms"] = _duration_ms(args.jitter, "--jitter")
     if args.loss is not None:
         change["loss"] = _fraction(args.loss)
     if args.down:
@@ -132,11 +164,13 @@ def _link(args: argparse.Namespace) -> int:
     if args.up:
         change["down"] = False
     if not change:
-        raise LocalProtocolError("say what to change: --delay, --jitter, --loss, --down or --up")
+        raise LocalProtocolError(
+            "say what to change: --delay, --jitter, --loss, --down, --up or --reset"
+        )
     links = [f"{args.a}->{args.b}"] + ([] if args.one_way else [f"{args.b}->{args.a}"])
     for link in links:
-        _control(fleet, f"/links/{link}", change)
-    print(f"{', '.join(links)}: {json.dumps(change)}")
+        now = _control(fleet, f"/links/{link}", change)
+        print(f"{link}: {_describe_faults(now['faults'])}")
     return 0
 
 
@@ -155,8 +189,13 @@ def _status(args: argparse.Namespace) -> int:
         except (urllib.error.URLError, OSError) as exc:
             digest = f"unreachable ({exc})"
         print(f"  {node['name']:10} digest {digest}")
-    down = [link["name"] for link in _control(fleet, "/links")["links"] if link["faults"]["down"]]
+    links = _control(fleet, "/links")["links"]
+    faulty = [link for link in links if _describe_faults(link["faults"]) != "no faults"]
+    down = [link["name"] for link in faulty if link["faults"]["down"]]
     print("  links down: " + (", ".join(down) if down else "none"))
+    print(f"  link faults ({len(faulty)} of {len(links)} links have any):")
+    for link in faulty:
+        print(f"    {link['name']:22} {_describe_faults(link['faults'])}")
     return 0
 
 
@@ -190,29 +229,50 @@ def register(subparsers: Any) -> None:
         return p
 
     up = add("up", _up, "start N plants and a central ops node on loopback")
-    up.add_argument("--plants", type=int, default=3)
-    up.add_argument("--interval", type=float, default=1.0, help="gossip interval, seconds")
+    up.add_argument(
+        "--plants", type=int, default=3, help="how many plant nodes, 1..26 (default: %(default)s)"
+    )
+    up.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        help="gossip interval in seconds (default: %(default)s)",
+    )
     up.add_argument(
         "--telemetry",
         action="append",
         metavar="NODE=FILE",
         help="append FILE's [telemetry]/[[adapter]] tables to NODE's config, e.g. "
-        "plant-a=plant-out/node-telemetry.toml from 'twinmesh plant simulate' (repeatable)",
+        "plant-a=plant-out/node-telemetry.toml from 'twinmesh plant simulate' (repeatable); "
+        "FILE is checked first and errors name it; relative paths in it resolve against "
+        "DIR/NODE",
     )
     add("down", _down, "stop everything 'fleet up' started")
     split = add("split", _split, "cut one node off from all others")
-    split.add_argument("node")
+    split.add_argument("node", help="the node to cut off, e.g. plant-b")
     add("heal", _heal, "bring every link back, clear delay and loss")
-    link = add("link", _link, "set delay/loss/down on the links between two nodes")
-    link.add_argument("a")
-    link.add_argument("b")
-    link.add_argument("--delay", help="e.g. 150ms")
-    link.add_argument("--jitter", help="e.g. 20ms")
-    link.add_argument("--loss", help="e.g. 5%% (a new connection is reset with this probability)")
-    link.add_argument("--down", action="store_true")
-    link.add_argument("--up", action="store_true")
+    link = add(
+        "link",
+        _link,
+        "change faults on the links between two nodes: the faults named are set, the others"
+        " keep their values (--reset clears them first); prints each link's faults after",
+    )
+    link.add_argument("a", help="one end of the link, a node name (e.g. plant-a)")
+    link.add_argument("b", help="the other end (e.g. central)")
+    link.add_argument("--delay", help="added one-way delay, with its unit: 150ms or 0.15s")
+    link.add_argument("--jitter", help="extra random delay up to this, with its unit: 20ms")
+    link.add_argument(
+        "--loss",
+        help="probability a new connection is reset: 5%% or the fraction 0.05",
+    )
+    updown = link.add_mutually_exclusive_group()
+    updown.add_argument("--down", action="store_true", help="cut the link (a partition)")
+    updown.add_argument("--up", action="store_true", help="bring the link back up")
+    link.add_argument(
+        "--reset", action="store_true", help="clear every fault first, then apply the others"
+    )
     link.add_argument("--one-way", action="store_true", help="only the a->b direction")
-    add("status", _status, "each node's state digest, and which links are down")
+    add("status", _status, "each node's state digest, and every link's current faults")
     demo = sub.add_parser(
         "demo", help="walkthrough: split, edit on both sides, heal, review, resolve, converge"
     )

@@ -29,6 +29,7 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m twinmesh.node.linkproxy",
         description="TCP proxies for the directed links of a local fleet, with fault injection.",
     )
