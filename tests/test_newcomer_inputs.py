@@ -76,7 +76,9 @@ mapping = "{mapping}"
 def test_entity_and_conflicts_commands_read_write_conflict_resolve(plant_fleet: Fleet) -> None:
     fleet = plant_fleet
     d = str(fleet.dir)
-    fleet.create("plant-a", PUMP)
+    created = twinmesh("entity", "create", PUMP, "--model", "dtmi:twinmesh:plant:Pump;1",
+                       "--node", "plant-a", "--dir", d)  # fmt: skip
+    assert json.loads(created.stdout)["home"] == "plant-a"
     fleet.wait_converged()
 
     # read: the field's value and context (viewer token from fleet.json)

@@ -59,6 +59,9 @@ class NodeClient:
 
     # ---------------------------------------------------------------- the loop
 
+    def create(self, entity_id: str, model: str) -> dict[str, Any]:
+        return self.call("POST", "/v1/entities", {"id": entity_id, "model": model})  # type: ignore[no-any-return]
+
     def entity(self, entity_id: str) -> dict[str, Any]:
         return self.call("GET", f"/v1/entities/{_quote(entity_id)}")  # type: ignore[no-any-return]
 

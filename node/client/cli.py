@@ -1,7 +1,7 @@
-"""CLI groups ``twinmesh entity`` (get, set) and ``twinmesh conflicts`` (list, resolve).
+"""CLI groups ``twinmesh entity`` (create, get, set) and ``twinmesh conflicts`` (list, resolve).
 
 Which token each step needs: reading an entity or the review queue needs the
-viewer role, writing a field the operator role, resolving a conflict the
+viewer role, creating an entity or writing a field the operator role, resolving a conflict the
 reviewer role. From a fleet directory the client picks that token from
 ``fleet.json``; ``--token`` overrides it (``TWINMESH_TOKEN`` too).
 """
@@ -35,6 +35,11 @@ def _client(args: argparse.Namespace, role: str) -> NodeClient:
 
 def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _entity_create(args: argparse.Namespace) -> int:
+    _print(_client(args, "operator").create(args.entity, args.model))
+    return 0
 
 
 def _entity_get(args: argparse.Namespace) -> int:
@@ -122,8 +127,17 @@ def _target(p: argparse.ArgumentParser, role: str) -> None:
 
 
 def register(subparsers: Any) -> None:
-    ent = subparsers.add_parser("entity", help="read a twin, write one of its fields")
+    ent = subparsers.add_parser("entity", help="create and read a twin, write one of its fields")
     sub = ent.add_subparsers(dest="entity_command", metavar="SUBCOMMAND")
+    new = sub.add_parser("create", help="create a twin at the node asked (its home)")
+    new.add_argument(
+        "entity", help="entity id SITE/NAME..., SITE the node's name: plant-a/line-1/pump-7"
+    )
+    new.add_argument(
+        "--model", required=True, help="its DTDL model, e.g. dtmi:twinmesh:plant:Pump;1"
+    )
+    _target(new, "operator")
+    new.set_defaults(handler=_guard(_entity_create, "entity"))
     get = sub.add_parser("get", help="an entity's fields, with each shared field's context")
     get.add_argument("entity", help="entity id, e.g. plant-a/line-1/pump-7")
     get.add_argument("--field", help="print only this field (its value, context, siblings)")
