@@ -49,6 +49,8 @@ def setup_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # asyncua logs every subscription publish at INFO: megabytes of node.log a minute.
+    logging.getLogger("asyncua").setLevel(max(root.level, logging.WARNING))
 
 
 async def run_node(config: NodeConfig, *, ready_file: Path | None = None) -> int:
