@@ -200,8 +200,10 @@ class TopicMapping:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TopicMapping:
         """``{"uns_default": bool, "rule": [{"topic", "entity", "telemetry", "unit"?}]}``."""
+        _only(data, ("rule", "uns_default"), "")
         rules = []
         for i, raw in enumerate(_list_of_tables(data, "rule")):
+            _only(raw, ("topic", "entity", "telemetry", "unit"), f"rule[{i}]")
             try:
                 rules.append(
                     TopicRule(
@@ -281,11 +283,18 @@ class OpcUaMapping:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OpcUaMapping:
         """``{"subscription": {...intervals...}, "node": [{node_id|browse_path, entity, ...}]}``."""
+        _only(data, ("subscription", "node"), "")
         sub = data.get("subscription", {})
         if not isinstance(sub, Mapping):
             raise MappingError("[subscription] must be a table")
+        _only(
+            sub,
+            ("publishing_interval_ms", "sampling_interval_ms", "queue_size", "trigger"),
+            "subscription",
+        )
         bindings = []
         for i, raw in enumerate(_list_of_tables(data, "node")):
+            _only(raw, _NODE_KEYS, f"node[{i}]")
             path = raw.get("browse_path", ())
             if isinstance(path, str):
                 path = tuple(p for p in path.split("/") if p)
@@ -380,6 +389,25 @@ def _load(path: str | Path) -> Mapping[str, Any]:
             raise
         raise MappingError(f"{p}: {exc}") from exc
     raise MappingError(f"{p}: mapping files are .toml or .json")
+
+
+_NODE_KEYS = (
+    "node_id",
+    "browse_path",
+    "entity",
+    "telemetry",
+    "unit",
+    "sampling_interval_ms",
+    "queue_size",
+)
+
+
+def _only(raw: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
+    """Refuse keys not in ``keys``: a typo (``unti``) must not be silently ignored."""
+    unknown = sorted(str(k) for k in raw if k not in keys)
+    if unknown:
+        paths = ", ".join(f"{where}.{k}" if where else k for k in unknown)
+        raise MappingError(f"unknown key(s) {paths} (known: {', '.join(sorted(keys))})")
 
 
 def _list_of_tables(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:

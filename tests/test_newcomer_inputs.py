@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,8 +77,17 @@ mapping = "{mapping}"
 def test_entity_and_conflicts_commands_read_write_conflict_resolve(plant_fleet: Fleet) -> None:
     fleet = plant_fleet
     d = str(fleet.dir)
-    created = twinmesh("entity", "create", PUMP, "--model", "dtmi:twinmesh:plant:Pump;1",
-                       "--node", "plant-a", "--dir", d)  # fmt: skip
+    created = twinmesh(
+        "entity",
+        "create",
+        PUMP,
+        "--model",
+        "dtmi:twinmesh:plant:Pump;1",
+        "--node",
+        "plant-a",
+        "--dir",
+        d,
+    )
     assert json.loads(created.stdout)["home"] == "plant-a"
     fleet.wait_converged()
 
@@ -85,8 +95,19 @@ def test_entity_and_conflicts_commands_read_write_conflict_resolve(plant_fleet: 
     got = json.loads(twinmesh("entity", "get", PUMP, "--field", FIELD, "--dir", d).stdout)
     assert got["kind"] == "shared" and got["conflict"] is False
     # write with that context, at plant-a (operator token)
-    twinmesh("entity", "set", PUMP, FIELD, "2026-04-01", "--context", got["context"],
-             "--node", "plant-a", "--dir", d)  # fmt: skip
+    twinmesh(
+        "entity",
+        "set",
+        PUMP,
+        FIELD,
+        "2026-04-01",
+        "--context",
+        got["context"],
+        "--node",
+        "plant-a",
+        "--dir",
+        d,
+    )
     fleet.wait_converged()
     # a stale context at central, then a split: concurrent writes on both sides
     stale = got["context"]
@@ -101,14 +122,37 @@ def test_entity_and_conflicts_commands_read_write_conflict_resolve(plant_fleet: 
     assert "written at plant-a" in listed and "written at central" in listed
     # A viewer token cannot resolve: the command says which role it needs.
     viewer = fleet.info["tokens"]["viewer"]
-    refused = twinmesh("conflicts", "resolve", PUMP, FIELD, "2026-05-20", "--reason", "x",
-                       "--dir", d, "--token", viewer, check=False)  # fmt: skip
+    refused = twinmesh(
+        "conflicts",
+        "resolve",
+        PUMP,
+        FIELD,
+        "2026-05-20",
+        "--reason",
+        "x",
+        "--dir",
+        d,
+        "--token",
+        viewer,
+        check=False,
+    )
     assert refused.returncode == 1 and "reviewer role" in refused.stderr
     # resolve with the reviewer token from fleet.json, by URL as a script would
     central = next(n["api"] for n in fleet.info["nodes"] if n["name"] == "central")
     reviewer = fleet.info["tokens"]["reviewer"]
-    done = twinmesh("conflicts", "resolve", PUMP, FIELD, "2026-05-20", "--reason", "agreed",
-                    "--url", central, "--token", reviewer)  # fmt: skip
+    done = twinmesh(
+        "conflicts",
+        "resolve",
+        PUMP,
+        FIELD,
+        "2026-05-20",
+        "--reason",
+        "agreed",
+        "--url",
+        central,
+        "--token",
+        reviewer,
+    )
     assert json.loads(done.stdout)["value"] == "2026-05-20"
     fleet.wait_converged()
     assert (
@@ -184,8 +228,9 @@ def test_fleet_link_sets_named_faults_requires_units_and_status_shows_them(
     assert bare.returncode == 1 and "with its unit" in bare.stderr
     loss = twinmesh("fleet", "link", "plant-a", "central", "--loss", "5", "--dir", d, check=False)
     assert loss.returncode == 1 and "write 5%" in loss.stderr
-    out = twinmesh("fleet", "link", "plant-a", "central", "--reset", "--jitter", "0.01s",
-                   "--dir", d).stdout  # fmt: skip
+    out = twinmesh(
+        "fleet", "link", "plant-a", "central", "--reset", "--jitter", "0.01s", "--dir", d
+    ).stdout
     assert "plant-a->central: jitter 10ms" in out
     plant_fleet.heal()
     assert "link faults (0 of 2 links" in twinmesh("fleet", "status", "--dir", d).stdout
@@ -280,3 +325,37 @@ def test_every_cli_option_has_help_and_no_prefix_matching() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["fleet", "up", "--plant", "3"])
     assert build_parser().parse_args(["fleet", "up", "--plants", "3"]).plants == 3
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "path"),
+    [
+        ("mqtt", "uns_defualt = false\n", "uns_defualt"),
+        (
+            "mqtt",
+            '[[rule]]\ntopic = "a/{t}"\nentity = "a/b"\ntelemetry = "{t}"\nunti = "K"\n',
+            "rule[0].unti",
+        ),
+        (
+            "opcua",
+            '[subscription]\npublish_ms = 5\n[[node]]\nnode_id = "ns=2;s=x"\n'
+            'entity = "a/b"\ntelemetry = "t"\n',
+            "subscription.publish_ms",
+        ),
+        (
+            "opcua",
+            '[[node]]\nnode_id = "ns=2;s=x"\nentity = "a/b"\ntelemetry = "t"\nsampling = 1\n',
+            "node[0].sampling",
+        ),
+    ],
+)
+def test_unknown_mapping_keys_are_refused_with_their_path(
+    tmp_path: Path, kind: str, text: str, path: str
+) -> None:
+    from twinmesh.adapters import MappingError, load_node_bindings, load_topic_mapping
+
+    file = tmp_path / "mapping.toml"
+    file.write_text(text)
+    load = load_topic_mapping if kind == "mqtt" else load_node_bindings
+    with pytest.raises(MappingError, match=rf"unknown key\(s\) {re.escape(path)} "):
+        load(file)
