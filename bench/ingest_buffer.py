@@ -211,8 +211,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves it runs")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
-    ap.add_argument("--rows", type=int, default=40_000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rows", type=int, default=40_000, help="samples per round")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds, best kept")
     return ap.parse_args(argv)
 
 

@@ -320,8 +320,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves it runs")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
     ap.add_argument("--messages", type=int, default=8000, help="per round")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--protocol", choices=["3.1.1", "5"], default="3.1.1")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds, best kept")
+    ap.add_argument(
+        "--protocol", choices=["3.1.1", "5"], default="3.1.1", help="MQTT version (5: mosquitto)"
+    )
     ap.add_argument("--inflight", type=int, default=20, help="mosquitto max_inflight_messages")
     ap.add_argument(
         "--broker",
@@ -329,7 +331,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="default: mosquitto if installed, else amqtt (TWINMESH_MQTT_BROKER also picks)",
     )
     ap.add_argument("--rate", type=float, default=1000.0, help="paced rate for latency, msg/s")
-    ap.add_argument("--latency-seconds", type=float, default=3.0)
+    ap.add_argument(
+        "--latency-seconds", type=float, default=3.0, help="paced latency phase, seconds"
+    )
     ap.add_argument(
         "--synchronous",
         choices=["FULL", "NORMAL"],

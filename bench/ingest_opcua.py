@@ -351,12 +351,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves it runs")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
-    ap.add_argument("--variables", type=int, default=50)
+    ap.add_argument("--variables", type=int, default=50, help="server variables ticking")
     ap.add_argument("--seconds", type=float, default=3.0, help="throughput window per round")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--publishing-ms", type=float, default=20.0)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds, best kept")
+    ap.add_argument(
+        "--publishing-ms", type=float, default=20.0, help="subscription publishing interval, ms"
+    )
     ap.add_argument("--latency-period", type=float, default=0.01, help="server tick, seconds")
-    ap.add_argument("--latency-seconds", type=float, default=2.0)
+    ap.add_argument("--latency-seconds", type=float, default=2.0, help="latency phase, seconds")
     return ap.parse_args(argv)
 
 

@@ -119,6 +119,7 @@ def add_telemetry_routes(
         require(request, Role.VIEWER)
         svc = service()
         keys = sorted(set(svc.specs) | set(svc.latest))
+        unmapped = set(svc.unmapped)
         out = []
         for key in keys:
             spec = svc.specs.get(key)
@@ -132,6 +133,7 @@ def add_telemetry_routes(
                     "maximum": spec.maximum if spec else None,
                     "expected_interval": spec.expected_interval if spec else None,
                     "modelled": spec is not None,
+                    "mapped": key not in unmapped,
                     "latest": sample_json(latest) if latest else None,
                 }
             )
