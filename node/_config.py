@@ -31,6 +31,11 @@ Example (``twinmesh fleet up`` writes these)::
 Relative paths are relative to the config file. A plant node that ingests
 telemetry adds ``[telemetry]`` and ``[[adapter]]`` tables, described in
 ``twinmesh.node.telemetry._settings``.
+
+Every key is checked: an unknown table or key is an error naming its path
+(``gossip.fanuot``), not a default silently used. The allowed tables are
+``NODE_TABLES`` (``_config_keys.py``); a new table adds its name there and
+checks its own keys with ``check_keys``.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from ._models import AUDIT_ENTITY, AUDIT_MODEL, load_registry, load_schemas
 from ._shared_models import SharedModels
 from ._signing import load_fleet_public_key, load_identity
 from ._store import Store
-from .telemetry import TelemetryConfigError, TelemetryService, tag_specs
+from .telemetry import TelemetryConfigError, TelemetryService, check_asset_ids, tag_specs
 
 __all__ = ["Node", "NodeMetrics"]
 
@@ -88,6 +88,7 @@ class Node:
         if config.telemetry is not None:
             try:
                 specs = tag_specs(config.telemetry.assets, self.registry)
+                check_asset_ids(config.telemetry, home=config.name)
             except TelemetryConfigError as exc:
                 raise ConfigError(str(exc)) from None
             self.telemetry = TelemetryService(

@@ -359,3 +359,14 @@ def test_unknown_mapping_keys_are_refused_with_their_path(
     load = load_topic_mapping if kind == "mqtt" else load_node_bindings
     with pytest.raises(MappingError, match=rf"unknown key\(s\) {re.escape(path)} "):
         load(file)
+
+
+def test_fleet_up_refuses_assets_of_another_site(tmp_path: Path) -> None:
+    """A plant's asset list fed to the wrong node would create twins with a wrong home."""
+    other = tmp_path / "other.toml"
+    other.write_text(
+        '[[telemetry.asset]]\nentity = "plant-a/line-1/motor-1"\n'
+        'model = "dtmi:twinmesh:plant:Motor;1"\n'
+    )
+    with pytest.raises(FleetError, match=r"names plant-a as its site, but this node is plant-b"):
+        fleet_up(tmp_path / "fleet", plants=2, telemetry={"plant-b": other})

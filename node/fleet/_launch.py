@@ -81,7 +81,7 @@ def _check_telemetry_file(path: Path, text: str, node_dir: Path) -> None:
 
     from .._config_keys import ConfigError, check_keys
     from .._models import load_registry
-    from ..telemetry import TelemetryConfigError, parse_telemetry, tag_specs
+    from ..telemetry import TelemetryConfigError, check_asset_ids, parse_telemetry, tag_specs
 
     try:
         raw = tomllib.loads(text)
@@ -94,6 +94,7 @@ def _check_telemetry_file(path: Path, text: str, node_dir: Path) -> None:
         if settings is None:
             raise TelemetryConfigError("has neither [telemetry] nor [[adapter]] tables")
         tag_specs(settings.assets, load_registry())
+        check_asset_ids(settings, home=node_dir.name)
     except tomllib.TOMLDecodeError as exc:
         raise FleetError(f"--telemetry {path}: not valid TOML: {exc}") from None
     except ConfigError as exc:

@@ -31,7 +31,7 @@ from ._settings import (
     load_assets,
     parse_telemetry,
 )
-from ._specs import tag_specs
+from ._specs import check_asset_ids, tag_specs
 
 __all__ = [
     "UNITS",
@@ -56,6 +56,7 @@ __all__ = [
     "TelemetrySettings",
     "UnitError",
     "build_adapter",
+    "check_asset_ids",
     "convert",
     "load_assets",
     "parse_telemetry",

@@ -25,9 +25,9 @@ from twinmesh.crdt import LocalProtocolError
 
 from ..dtdl import ModelRegistry, PrimitiveSchema, unit_symbol
 from ._quality import TagSpec
-from ._settings import AssetSpec, TelemetryConfigError
+from ._settings import AssetSpec, TelemetryConfigError, TelemetrySettings
 
-__all__ = ["tag_specs"]
+__all__ = ["check_asset_ids", "tag_specs"]
 
 _NUMERIC = frozenset({"double", "float", "integer", "long"})
 
@@ -59,3 +59,22 @@ def tag_specs(
                 varies=numeric and tel.name not in asset.steady,
             )
     return specs
+
+
+def check_asset_ids(settings: TelemetrySettings, *, home: str) -> None:
+    """Assets whose twins this node creates must have ids it may create (``_entity_ids``).
+
+    A plant's asset list names its site (``plant-a/line-1/motor-1``); fed to
+    another node, its twins would be created there with the wrong home.
+    """
+    if not settings.create_twins:
+        return
+    from .._entity_ids import EntityIdError, check_entity_id
+
+    for asset in settings.assets:
+        try:
+            check_entity_id(asset.entity, home=home)
+        except EntityIdError as exc:
+            raise TelemetryConfigError(
+                f"asset {asset.entity}: {exc.reason} (or set telemetry.create_twins = false)"
+            ) from None
