@@ -268,7 +268,12 @@ def register(subparsers: Any) -> None:
         "--all-runs", action="store_true", help="run the whole plan even after a kill"
     )
     mutate.add_argument("--jobs", type=int, default=1, help="mutants run at once")
-    mutate.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant")
+    mutate.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per mutant (default: 5x the unmutated plan's, at least 30)",
+    )
     mutate.add_argument("--json", metavar="FILE", help="write the results here")
     mutate.set_defaults(handler=_mutate)
     group.set_defaults(handler=lambda _args: group.print_help() or 2)
