@@ -503,8 +503,7 @@ def check_vv_order(
         if got != want:
             findings.fail(
                 "vv-order",
-                f"{when}: {a} {x!r} compare {b} {y!r} says {got}; "
-                f"the write sets are {want}",
+                f"{when}: {a} {x!r} compare {b} {y!r} says {got}; the write sets are {want}",
             )
         union = dict(applied[a])
         for r, n in applied[b].items():

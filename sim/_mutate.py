@@ -331,8 +331,9 @@ def default_plan(
     plan = []
     for p in paths:
         sc = load_scenario(p)
-        plan.append(Run(scenario=str(Path(p).resolve()), seed=sc.seed, scale=sc.quick_scale,
-                        swarm=False))
+        plan.append(
+            Run(scenario=str(Path(p).resolve()), seed=sc.seed, scale=sc.quick_scale, swarm=False)
+        )
     for seed in range(swarm_start, swarm_start + swarm_seeds):
         plan.append(Run(scenario=None, seed=seed, scale=swarm_scale, swarm=True))
     return plan

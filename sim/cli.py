@@ -192,8 +192,9 @@ def _mutate(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             stop_at_kill=not args.all_runs,
             timeout=args.timeout,
-            progress=lambda r: print(f"  {r.name}: {'killed' if r.killed else 'survived'}",
-                                     file=sys.stderr),
+            progress=lambda r: print(
+                f"  {r.name}: {'killed' if r.killed else 'survived'}", file=sys.stderr
+            ),
         )
     except MutantError as exc:
         print(f"twinmesh sim mutate: {exc}", file=sys.stderr)
