@@ -162,6 +162,12 @@ def _swarm(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _verdict(r: Any) -> str:
+    if r.name == "(unmutated)":
+        return "baseline FAILS" if r.kills else "baseline ok"
+    return "killed" if r.killed else "SURVIVED"
+
+
 def _mutate(args: argparse.Namespace) -> int:
     from ._mutate import MUTANTS, MutantError, default_plan, format_table, run_mutants, source_root
 
@@ -192,9 +198,7 @@ def _mutate(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             stop_at_kill=not args.all_runs,
             timeout=args.timeout,
-            progress=lambda r: print(
-                f"  {r.name}: {'killed' if r.killed else 'survived'}", file=sys.stderr
-            ),
+            progress=lambda r: print(f"  {r.name}: {_verdict(r)}", file=sys.stderr),
         )
     except MutantError as exc:
         print(f"twinmesh sim mutate: {exc}", file=sys.stderr)
