@@ -266,7 +266,7 @@ def register(subparsers: Any) -> None:
         "--scenario", action="append", metavar="FILE", help="scenario files (default: all)"
     )
     mutate.add_argument("--no-scenarios", action="store_true", help="run only the swarm")
-    mutate.add_argument("--swarm-seeds", type=int, default=20, help="swarm seeds per mutant")
+    mutate.add_argument("--swarm-seeds", type=int, default=100, help="swarm seeds per mutant")
     mutate.add_argument("--swarm-start", type=int, default=1, help="first swarm seed")
     mutate.add_argument("--swarm-scale", type=float, default=1.0, help="swarm schedule factor")
     mutate.add_argument(
