@@ -179,11 +179,16 @@ class _Series:
 
 
 class _Register:
-    __slots__ = ("by_origin", "cum")
+    __slots__ = ("by_origin", "covers", "cum")
 
     def __init__(self) -> None:
         self.by_origin: dict[str, _Series] = {}
         self.cum: dict[str, list[dict[str, int]]] = {}  # prefix-max of covered sets
+        # Each write's own covered set (not the prefix maximum): the pairwise
+        # happens-before of two writes, which the conflict-pairs checker needs.
+        # A stale write does not cover its writer's own later-read writes, so
+        # the prefix maximum would over-approximate a pair's order.
+        self.covers: dict[str, list[dict[str, int]]] = {}
 
     def _state(self, vector: Vector) -> tuple[dict[str, int], dict[str, int]]:
         """(writes applied per writer, writes covered per writer) under ``vector``."""
@@ -206,7 +211,21 @@ class _Register:
         prefix = dict(cums[-1]) if cums else {}
         _join_into(prefix, covered)
         cums.append(prefix)
+        self.covers.setdefault(origin, []).append(covered)
         return len(series.seqs)
+
+    def context(self, vector: Vector) -> dict[str, int]:
+        """Per writer, the register writes a replica under ``vector`` has seen:
+        those applied and those an applied write covered (what its causal
+        context must hold, as a contiguous vector)."""
+        applied, covered = self._state(vector)
+        _join_into(covered, applied)
+        return covered
+
+    def happened_before(self, a: tuple[str, int], b: tuple[str, int]) -> bool:
+        """Write ``a`` was applied (or covered) where ``b`` was written, before it."""
+        covers = self.covers.get(b[0])
+        return covers is not None and covers[b[1] - 1].get(a[0], 0) >= a[1]
 
     def siblings(self, vector: Vector) -> dict[tuple[str, int], Any]:
         applied, covered = self._state(vector)
@@ -274,6 +293,9 @@ class Oracle:
         self.reported: dict[tuple[str, str], tuple[str, _Series]] = {}
         self.resolutions = 0
         self._set_ids = 0
+        # origin -> the (entity, field) each of its writes touched, by seq - 1:
+        # which keys a DeltasApplied event must have changed at the receiver.
+        self.touched: dict[str, list[tuple[str, str | None]]] = {}
 
     # ------------------------------------------------------------ the trace
 
@@ -336,6 +358,9 @@ class Oracle:
             series.items.append(op.value)
         seen[replica] = seq
         self.total[replica] = seq
+        self.touched.setdefault(replica, []).append(
+            (entity, None if isinstance(op, Create) else op.field)
+        )
         record = WriteRecord(replica=replica, seq=seq, t=t, op=op)
         self.writes.append(record)
         return record
@@ -366,6 +391,25 @@ class Oracle:
                 )
             if n > mine.get(origin, 0):
                 mine[origin] = n
+
+    def keys_written(self, origin: str, first: int, last: int) -> set[tuple[str, str | None]]:
+        """The (entity, field) keys ``origin``'s writes ``first..last`` touched."""
+        return set(self.touched.get(origin, ())[max(first, 1) - 1 : last])
+
+    @staticmethod
+    def order(x: Vector, y: Vector) -> str:
+        """How the write sets ``x`` and ``y`` stand for relate, by set inclusion
+        (each is a gap-free prefix per origin, so a prefix length per origin
+        is the whole set): "before", "after", "equal" or "concurrent"."""
+        x_in_y = all(n <= y.get(r, 0) for r, n in x.items() if n)
+        y_in_x = all(n <= x.get(r, 0) for r, n in y.items() if n)
+        if x_in_y and y_in_x:
+            return "equal"
+        if x_in_y:
+            return "before"
+        if y_in_x:
+            return "after"
+        return "concurrent"
 
     def lag(self, replica: str) -> int:
         """Acknowledged writes ``replica`` has not applied yet."""

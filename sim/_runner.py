@@ -51,7 +51,14 @@ from twinmesh.sync import (
     verify_signature,
 )
 
-from ._checkers import Findings, Verdict, compare_replica
+from ._checkers import (
+    Findings,
+    Verdict,
+    check_conflict_queue,
+    check_touched,
+    check_vv_order,
+    compare_replica,
+)
 from ._faults import FaultController, FaultRecord
 from ._loop import EventLoop
 from ._network import Network, NetworkStats
@@ -272,6 +279,7 @@ class Simulation:
             nodes=self.names,
         )
         self.checks_rng = rngs.get("checks")
+        self.causal_rng = rngs.get("causal-checks")  # its own stream: checks never shift a run
         self.phase = "safety"
         self.heal_at: float | None = None
         self.converged_at: float | None = None
@@ -306,6 +314,15 @@ class Simulation:
         self.findings.checked("local-writes")
         seq = n.engine.commit(delta)
         self.oracle.record(node, seq, op, self.loop.now)
+        check_touched(
+            self.oracle,
+            node,
+            n.engine.state,
+            self.oracle.applied[node],
+            {(op.entity, getattr(op, "field", None))},
+            self.findings,
+            when=f"t={self.loop.now:.3f} after a local write at",
+        )
         self.trace.record(self.loop.now, "write", node, seq, repr(op))
         self._after(n)
 
@@ -424,12 +441,16 @@ class Simulation:
             )
             events = []
         oracle = self.oracle
+        touched: set[tuple[str, str | None]] = set()
         for ev in events:
             if isinstance(ev, DeltasApplied):
                 oracle.delivered(n.name, ev.origin, ev.first, ev.last, now)
+                touched |= oracle.keys_written(ev.origin, ev.first, ev.last)
             elif isinstance(ev, SnapshotApplied):
                 self.snapshots += 1
                 oracle.snapshot(n.name, ev.vv, now)
+                for keys in oracle.touched.values():
+                    touched.update(keys)
                 self.trace.record(now, "snapshot", n.name, ev.sender)
             elif isinstance(ev, BatchRefused):
                 self.findings.fail(
@@ -440,6 +461,16 @@ class Simulation:
             for p in oracle.problems:
                 self.findings.fail("vv-accounting", p)
             oracle.problems.clear()
+        if touched:
+            check_touched(
+                oracle,
+                n.name,
+                n.engine.state,
+                oracle.applied[n.name],
+                touched,
+                self.findings,
+                when=f"t={now:.3f} after a batch from {src} at",
+            )
         self._after(n)
         return events
 
@@ -497,6 +528,42 @@ class Simulation:
         every = self.scenario.check_every or self.scenario.duration / 10
         self.loop.at(self.loop.now + every, self._check_one)
 
+    def _causal_tick(self) -> None:
+        if self.phase != "safety":
+            return
+        names = list(self.names)
+        if len(names) > 8:
+            names = sorted(self.causal_rng.sample(names, 8))
+        self._check_verdicts(names, when=f"t={self.loop.now:.1f}")
+        every = (self.scenario.check_every or self.scenario.duration / 10) / 4
+        self.loop.at(self.loop.now + every, self._causal_tick)
+
+    def _check_verdicts(self, names: list[str], *, when: str) -> None:
+        """The review queue of each of ``names``, and the vectors' order."""
+        for name in names:
+            check_conflict_queue(
+                self.oracle,
+                name,
+                self.nodes[name].engine.state,
+                self.oracle.applied[name],
+                self.findings,
+                when=when,
+            )
+        nodes = self.nodes
+
+        def known(a: str, b: str) -> VersionVector | None:
+            member = nodes[a].engine.members.get(b)
+            return None if member is None else member.known_vv
+
+        check_vv_order(
+            self.oracle,
+            {name: n.engine.vv for name, n in nodes.items()},
+            known,
+            self.findings,
+            self.causal_rng,
+            when=when,
+        )
+
     def _compare(self, name: str, *, final: bool, when: str) -> None:
         vector = self.oracle.total if final else self.oracle.applied[name]
         compare_replica(
@@ -538,6 +605,7 @@ class Simulation:
         self.workload.start(end=sc.duration)
         self.loop.at(0.0, self._lag_tick)
         self.loop.at((sc.check_every or sc.duration / 10), self._check_one)
+        self.loop.at((sc.check_every or sc.duration / 10) / 4, self._causal_tick)
         # Events at exactly the end (a fault scheduled to end with the phase)
         # belong to the heal, so the liveness figures see what it healed.
         self.loop.run_until(sc.duration, inclusive=False)
@@ -545,6 +613,7 @@ class Simulation:
         # End of safety: every replica against what it has applied.
         for name in self.names:
             self._compare(name, final=False, when=f"t={self.loop.now:.1f} (end of safety)")
+        self._check_verdicts(list(self.names), when=f"t={self.loop.now:.1f} (end of safety)")
         conflicts_at_heal = max(len(n.engine.state.conflicts()) for n in self.nodes.values())
 
         # Liveness: heal everything, restart the crashed, stop writing.
@@ -616,6 +685,7 @@ class Simulation:
         # Final: every replica against every acknowledged write.
         for name in self.names:
             self._compare(name, final=True, when="final")
+        self._check_verdicts(list(self.names), when="final")
         queues = {}
         for name, n in self.nodes.items():
             queues[name] = [

@@ -2,6 +2,7 @@
 
 ``twinmesh sim run scenarios/wan-split.toml --seed 7 [--json FILE] [--plot FILE]``
 ``twinmesh sim swarm --seeds 500 [--scenario FILE] [--start N] [--jobs 2]``
+``twinmesh sim mutate [--only NAME ...] [--swarm-seeds 20] [--jobs 2]`` (sim/_mutate.py)
 
 The exit status is non-zero when any checker fails; every failure prints the
 exact command that reproduces it.
@@ -161,6 +162,59 @@ def _swarm(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _verdict(r: Any) -> str:
+    if r.name == "(unmutated)":
+        return "baseline FAILS" if r.kills else "baseline ok"
+    return "killed" if r.killed else "SURVIVED"
+
+
+def _mutate(args: argparse.Namespace) -> int:
+    from ._mutate import MUTANTS, MutantError, default_plan, format_table, run_mutants, source_root
+
+    if args.list:
+        for m in MUTANTS:
+            print(f"{m.name:<36} {m.file:<20} {m.bug}")
+        return 0
+    chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
+    unknown = set(args.only or ()) - {m.name for m in MUTANTS}
+    if unknown:
+        print(f"twinmesh sim mutate: no mutant named {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    try:
+        root = source_root()
+        plan = default_plan(
+            root,
+            scenarios=args.scenario or None,
+            swarm_seeds=args.swarm_seeds,
+            swarm_start=args.swarm_start,
+            swarm_scale=args.swarm_scale,
+        )
+        if args.no_scenarios:
+            plan = [r for r in plan if r.scenario is None]
+        results = run_mutants(
+            chosen,
+            plan,
+            root=root,
+            jobs=args.jobs,
+            stop_at_kill=not args.all_runs,
+            timeout=args.timeout,
+            progress=lambda r: print(f"  {r.name}: {_verdict(r)}", file=sys.stderr),
+        )
+    except MutantError as exc:
+        print(f"twinmesh sim mutate: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    if args.json:
+        from dataclasses import asdict
+
+        Path(args.json).write_text(
+            json.dumps([asdict(r) for r in results], indent=2) + "\n", encoding="utf-8"
+        )
+    baseline_ok = not results[0].kills
+    survivors = [r for r in results[1:] if not r.killed]
+    return 0 if baseline_ok and not survivors else 1
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick", action="store_true", help="shrink the schedule by the scenario's quick_scale"
@@ -201,4 +255,30 @@ def register(subparsers: Any) -> None:
     swarm.add_argument("--json", metavar="FILE", help="write a summary here")
     _common(swarm)
     swarm.set_defaults(handler=_swarm)
+    mutate = sub.add_parser(
+        "mutate",
+        help="apply each hand-written core mutant to a copy of the tree and run the "
+        "scenarios and swarm: which mutants the checkers kill",
+    )
+    mutate.add_argument("--only", nargs="+", metavar="NAME", help="these mutants (see --list)")
+    mutate.add_argument("--list", action="store_true", help="list the mutants and exit")
+    mutate.add_argument(
+        "--scenario", action="append", metavar="FILE", help="scenario files (default: all)"
+    )
+    mutate.add_argument("--no-scenarios", action="store_true", help="run only the swarm")
+    mutate.add_argument("--swarm-seeds", type=int, default=100, help="swarm seeds per mutant")
+    mutate.add_argument("--swarm-start", type=int, default=1, help="first swarm seed")
+    mutate.add_argument("--swarm-scale", type=float, default=1.0, help="swarm schedule factor")
+    mutate.add_argument(
+        "--all-runs", action="store_true", help="run the whole plan even after a kill"
+    )
+    mutate.add_argument("--jobs", type=int, default=1, help="mutants run at once")
+    mutate.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per mutant (default: 5x the unmutated plan's, at least 30)",
+    )
+    mutate.add_argument("--json", metavar="FILE", help="write the results here")
+    mutate.set_defaults(handler=_mutate)
     group.set_defaults(handler=lambda _args: group.print_help() or 2)
