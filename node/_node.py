@@ -44,6 +44,7 @@ from ._models import AUDIT_ENTITY, AUDIT_MODEL, load_registry, load_schemas
 from ._shared_models import SharedModels
 from ._signing import load_fleet_public_key, load_identity
 from ._store import Store
+from .lifecycle import Lifecycle
 from .telemetry import TelemetryConfigError, TelemetryService, tag_specs
 
 __all__ = ["Node", "NodeMetrics"]
@@ -85,6 +86,7 @@ class Node:
         self._pending: list[Outgoing] = []  # engine output not yet handed to a transport
         self._fatal: asyncio.Future[None] | None = None
         self.telemetry: TelemetryService | None = None
+        self.lifecycle = Lifecycle(self)  # ISO 23247 states; decommissioned twins are archived
         if config.telemetry is not None:
             try:
                 specs = tag_specs(config.telemetry.assets, self.registry)
