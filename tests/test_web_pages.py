@@ -420,3 +420,114 @@ def test_asset_page_has_a_chart_and_every_page_renders(fleet: Fleet, browser: An
     page.goto(base + "/ui/login")
     shot(page, "login")
     page.context.close()
+
+
+# ------------------------------------------------------------------ commands
+
+
+def command_state(fleet: Fleet, node: str, entity: str, cid: str) -> dict[str, Any] | None:
+    rows = fleet.ok(node, "GET", f"/v1/commands?entity={urllib.parse.quote(entity)}")["commands"]
+    return next((r for r in rows if r["id"] == cid), None)
+
+
+def wait_state(
+    fleet: Fleet, node: str, cid: str, state: str, timeout: float = 30
+) -> dict[str, Any]:
+    return wait_until(
+        lambda: (
+            (r := command_state(fleet, node, MOTOR, cid)) is not None and r["state"] == state and r
+        ),
+        timeout,
+        interval=0.1,
+        what=f"command {cid[:8]} to be {state} at {node}",
+    )
+
+
+def test_command_path_safety_approval_confirmation_replay_and_expiry(
+    fleet: Fleet, browser: Any
+) -> None:
+    def send(node: str, value: Any, role: str = "operator", **extra: Any) -> Any:
+        body = {"entity": MOTOR, "command": "setSpeedSetpoint", "value": value, **extra}
+        return fleet.request(node, "POST", "/v1/commands", body, role=role)
+
+    wait_until(
+        lambda: fleet.ok("plant-a", "GET", "/v1/adapters")["adapters"][0]["state"] == "connected",
+        30,
+        what="the OPC UA adapter",
+    )
+    # The envelope, the rate limit and roles refuse, with reasons.
+    refused = send("central", 5000)
+    assert (
+        refused.status == 422
+        and "outside the safe envelope 300..1800 rpm" in refused.json["reason"]
+    )
+    assert send("central", 1200, role="viewer").status == 403
+    fast = send("plant-a", 1000, ramp_s=0.5)  # at home the reported speed is known
+    assert fast.status == 422 and "the limit is 100 rpm/s" in fast.json["reason"]
+
+    # High risk (above base speed): waits for a second person, approved in the page.
+    issued = send("central", 1560)
+    assert issued.status == 202 and issued.json["high_risk"]
+    cid = issued.json["id"]
+    wait_state(fleet, "plant-a", cid, "awaiting-approval")
+    own = fleet.request("central", "POST", "/v1/commands/approve", {"id": cid}, role="operator")
+    assert own.status == 403
+    page = signed_in(browser, fleet, "plant-a", role="approver")
+    base = fleet.nodes["plant-a"]["api"]
+    page.goto(f"{base}/ui/asset?id={urllib.parse.quote(MOTOR)}#commands")
+    page.click(f"tr[data-command='{cid}'] button")
+    page.wait_for_selector("text=command approved")
+    # Confirmed by the machine's telemetry (the plant's physics followed the setpoint).
+    done = wait_state(fleet, "plant-a", cid, "confirmed", timeout=40)
+    assert "speed reported" in done["reason"] and done["approved_by"] == "local-approver"
+    wait_state(fleet, "central", cid, "confirmed")
+    page.goto(f"{base}/ui/asset?id={urllib.parse.quote(MOTOR)}&series=speed&window=5m")
+    assert "in sync" in page.inner_text("#props")
+    shot(page, "asset-motor-commands")
+    page.context.close()
+
+    # Replay: the same signed record appended again does nothing; an altered one is refused.
+    event = dict(issued.json)
+    log = "central/_commands"
+    for key, ev in (("cmd:replay", event), ("cmd:forged", {**event, "id": "f" * 32})):
+        fleet.ok(
+            "central",
+            "POST",
+            f"/v1/entities/{log}/fields/events/ops",
+            {"op": "append", "id": key, "event": ev},
+        )
+    forged = wait_state(fleet, "plant-a", "f" * 32, "refused")
+    assert "signature does not verify" in forged["reason"]
+    audit = fleet.ok("plant-a", "GET", "/v1/audit")["events"]
+    runs = [e for e in audit if e.get("command_id") == cid and e["kind"] == "command-executing"]
+    assert len(runs) == 1  # at most once
+
+    # Sent to a split plant: waits visibly, then expires instead of firing later.
+    fleet.split("plant-a")
+    try:
+        late = send("central", 1450, ttl_s=2)
+        assert late.status == 202
+        lid = late.json["id"]
+        first = command_state(fleet, "central", MOTOR, lid)
+        assert first is not None and first["state"] == "waiting" and "plant-a" in first["reason"]
+        wait_state(fleet, "central", lid, "expired", timeout=10)
+    finally:
+        fleet.heal()
+    gone = wait_state(fleet, "plant-a", lid, "expired")
+    assert "time-to-live" in gone["reason"]
+    audit = fleet.ok("plant-a", "GET", "/v1/audit")["events"]
+    assert not [e for e in audit if e.get("command_id") == lid and e["kind"] == "command-executing"]
+
+    # Decommissioned twins take no commands.
+    old = "plant-b/line-1/pump-gone"
+    fleet.create("plant-b", old)
+    for to in ("out-of-service", "decommissioned"):
+        fleet.ok("plant-b", "POST", "/v1/lifecycle", {"entity": old, "to": to, "reason": "t"})
+    resp = fleet.request(
+        "plant-b",
+        "POST",
+        "/v1/commands",
+        {"entity": old, "command": "setSpeedSetpoint", "value": 1000},
+        role="operator",
+    )
+    assert resp.status == 422 and "decommissioned" in resp.json["reason"]

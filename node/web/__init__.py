@@ -8,6 +8,7 @@
   a session cookie (``_session.py``);
 * ``POST /v1/lifecycle`` — a lifecycle transition through the table in
   ``node/lifecycle`` (operator role);
+* ``/v1/commands`` (node/commands/_api.py): issue, approve, list;
 * a guard on the JSON API: a decommissioned (archived) twin's fields are read-only.
 
 No build step and nothing fetched at run time: the CSS and the one small script
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .._tokens import Role, TokenError, TokenIssuer
+from ..commands._api import add_command_routes
 from ..lifecycle import LifecycleError
 from ._app import Pages
 from ._asset import add_asset_pages
@@ -87,3 +89,4 @@ def add_routes(app: web.Application, node: Node, tokens: TokenIssuer) -> None:
         return web.json_response(event)
 
     app.router.add_post("/v1/lifecycle", lifecycle)
+    add_command_routes(app, node, tokens)

@@ -17,6 +17,7 @@ from .._api import _entity_json
 from .._models import AUDIT_MODEL
 from .._shared_models import MODEL_DOCUMENT
 from .._tokens import Role
+from ..commands import CommandError
 from ..lifecycle import TRANSITIONS, LifecycleError
 from ._app import Pages, _q
 from ._chart import Point, Series, render_chart
@@ -293,6 +294,40 @@ def add_asset_pages(app: web.Application, pages: Pages) -> None:
             f"/ui/asset?id={_q(entity_id)}&notice={_q('lifecycle changed')}#lifecycle"
         )
 
+    @pages.action(Role.OPERATOR)
+    async def command_action(
+        request: web.Request, session: Session, form: dict[str, str]
+    ) -> web.Response:
+        entity_id = form.get("entity", "")
+        try:
+            value = float(form.get("value", "").strip())
+        except ValueError:
+            return await render_asset(
+                request, session, {"id": entity_id}, "the value must be a number", 400
+            )
+        try:
+            await node.commands.issue(
+                entity_id, form.get("command", ""), value, by=session.subject, role=session.role
+            )
+        except CommandError as exc:
+            return await render_asset(request, session, {"id": entity_id}, exc.reason, 422)
+        return pages.redirect(f"/ui/asset?id={_q(entity_id)}&notice={_q('command sent')}#commands")
+
+    @pages.action(Role.APPROVER)
+    async def approve_action(
+        request: web.Request, session: Session, form: dict[str, str]
+    ) -> web.Response:
+        entity_id = form.get("entity", "")
+        try:
+            await node.commands.approve(form.get("id", ""), by=session.subject, role=session.role)
+        except CommandError as exc:
+            return await render_asset(request, session, {"id": entity_id}, exc.reason, 422)
+        return pages.redirect(
+            f"/ui/asset?id={_q(entity_id)}&notice={_q('command approved')}#commands"
+        )
+
+    r.add_post("/ui/asset/command", command_action)
+    r.add_post("/ui/asset/approve", approve_action)
     r.add_get("/ui/assets", assets)
     r.add_get("/ui/asset", asset)
     r.add_post("/ui/asset/lifecycle", lifecycle_action)
