@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["add_routes"]
 
+PAGES_KEY = web.AppKey("twinmesh.web.pages", Pages)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -46,7 +47,7 @@ def add_routes(app: web.Application, node: Node, tokens: TokenIssuer) -> None:
     pages = Pages(app, node, tokens)
     add_pages(app, pages)
     add_asset_pages(app, pages)
-    app["twinmesh.web.pages"] = pages
+    app[PAGES_KEY] = pages
 
     @web.middleware
     async def archived_guard(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -155,6 +155,12 @@ def add_asset_pages(app: web.Application, pages: Pages) -> None:
                     (series if suffix == "expected" else extras).append(
                         Series(label=name, points=pts, css=suffix)
                     )
+            # Data younger than the window: start the axis at the first sample
+            # (said under the chart) instead of drawing mostly empty space.
+            first = min((p.t for s in series + extras for p in s.points), default=t0)
+            data_since = first if first > t0 + 0.05 * (t1 - t0) else None
+            if data_since is not None:
+                t0 = max(t0, first - 0.02 * (t1 - first))
             for p in series[0].points:
                 for flag in p.flags:
                     flags_seen[flag] = flags_seen.get(flag, 0) + 1
@@ -179,6 +185,7 @@ def add_asset_pages(app: web.Application, pages: Pages) -> None:
                     for s in extras
                 ],
                 "count": len(series[0].points),
+                "data_since": data_since,
                 "has_expected": len(series) > 1,
                 "labels": [s.label for s in series + extras],
             }

@@ -21,7 +21,7 @@ __all__ = ["Point", "Series", "render_chart"]
 
 WIDTH = 960
 HEIGHT = 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 14, 30
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 24, 30
 COLUMNS = 480
 
 
