@@ -68,6 +68,8 @@ def _query_param(name: str, required: bool = True) -> dict[str, Any]:
 
 
 def openapi_document(version: str) -> dict[str, Any]:
+    from .web._openapi import web_paths  # late: node/web imports the API module
+
     auth = (401, 403)
     return {
         "openapi": "3.1.0",
@@ -329,5 +331,6 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/metrics": {"get": _op("Prometheus metrics", None, "text exposition format")},
             "/healthz": {"get": _op("Liveness", None, "ok")},
             "/openapi.json": {"get": _op("This document", None, "OpenAPI 3.1")},
+            **web_paths(),  # node/web and node/commands
         },
     }

@@ -1,0 +1,98 @@
+"""Pure parts of the command path and the lifecycle: signing, safety, tables."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from twinmesh.node.commands import (
+    FINAL,
+    Approval,
+    CommandError,
+    CommandRecord,
+    CommandSpec,
+    CommandState,
+    check_request,
+    check_step,
+    new_command_id,
+)
+from twinmesh.node.lifecycle import TRANSITIONS, LifecycleError, State, check_transition
+
+SPEC = CommandSpec(
+    model="m",
+    name="setSpeedSetpoint",
+    label="Set speed",
+    unit="rpm",
+    confirm="speed",
+    minimum=300,
+    maximum=1800,
+    max_rate=100,
+    tolerance=15,
+    high_risk_above=1500,
+)
+
+
+def _record(**kw: object) -> CommandRecord:
+    base = dict(
+        id=new_command_id(),
+        entity="plant-a/line-1/motor-1",
+        command="setSpeedSetpoint",
+        value=1200.0,
+        ramp_s=10.0,
+        issuer_node="central",
+        by="op",
+        role="operator",
+        issued_ms=1,
+        expires_ms=2,
+        high_risk=False,
+    )
+    base.update(kw)
+    return CommandRecord(**base)  # type: ignore[arg-type]
+
+
+def test_signature_verifies_and_any_change_breaks_it() -> None:
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    rec = _record()
+    sig = rec.sign(key)
+    parsed, psig = CommandRecord.from_event(rec.to_event(sig))
+    assert parsed == rec and parsed.verify(pub, psig)
+    for change in ({"value": 1800.0}, {"entity": "plant-a/line-1/motor-2"}, {"expires_ms": 99}):
+        forged, fsig = CommandRecord.from_event({**rec.to_event(sig), **change})
+        assert not forged.verify(pub, fsig)
+    other = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert not rec.verify(other, sig)
+    # An approval's signature is not a command's (domain separation).
+    appr = Approval(command_id=rec.id, by="ap", role="approver", at_node="central", at_ms=3)
+    assert not appr.verify(pub, sig)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [None, {}, {"id": "x" * 32}, {"id": "0" * 32, "value": "1"}, {"id": "0" * 32, "value": 1e400}],
+)
+def test_malformed_records_are_refused_with_a_reason(event: object) -> None:
+    with pytest.raises(CommandError) as exc:
+        CommandRecord.from_event(event)
+    assert exc.value.reason
+
+
+def test_envelope_and_rate_limit_refuse_with_reasons() -> None:
+    check_request(SPEC, 1200, reported=1470, ramp_s=10)
+    with pytest.raises(CommandError, match=r"outside the safe envelope 300\.\.1800 rpm"):
+        check_request(SPEC, 5000, reported=None, ramp_s=10)
+    with pytest.raises(CommandError, match="the limit is 100 rpm/s"):
+        check_request(SPEC, 1000, reported=1470, ramp_s=1)
+    assert SPEC.is_high_risk(1600) and not SPEC.is_high_risk(1400)
+
+
+def test_command_and_lifecycle_tables_refuse_illegal_steps_naming_states() -> None:
+    check_step(CommandState.QUEUED, CommandState.EXECUTING)
+    for final in FINAL:
+        with pytest.raises(CommandError, match=final.value):
+            check_step(final, CommandState.EXECUTING)
+    check_transition(State.IN_SERVICE, State.DEGRADED)
+    with pytest.raises(LifecycleError, match="from in-service to decommissioned"):
+        check_transition(State.IN_SERVICE, State.DECOMMISSIONED)
+    assert TRANSITIONS[State.DECOMMISSIONED] == frozenset()
