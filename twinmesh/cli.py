@@ -20,6 +20,7 @@ _GROUPS: tuple[str, ...] = (
     "twinmesh.crdt.cli",
     "twinmesh.node.cli",
     "twinmesh.node.fleet.cli",
+    "twinmesh.node.chaos.cli",
     "twinmesh.node.security.cli",
     "twinmesh.node.dtdl.cli",
     "twinmesh.sim.cli",
