@@ -21,6 +21,7 @@ _GROUPS: tuple[str, ...] = (
     "twinmesh.node.cli",
     "twinmesh.node.fleet.cli",
     "twinmesh.node.chaos.cli",
+    "twinmesh.node.demo.cli",
     "twinmesh.node.security.cli",
     "twinmesh.node.dtdl.cli",
     "twinmesh.sim.cli",
