@@ -89,7 +89,8 @@ def chaos_text(r: ChaosResult) -> str:
     if r.faults:
         lines.append("  faults")
         for f in r.faults[:16]:
-            end = "" if f.end is None else f" – {f.end:.2f}s"
+            # A fault still on at the end of the safety phase ends at the final heal.
+            end = "" if f.end is None else f" – {min(f.end, r.plan.duration):.2f}s"
             lines.append(f"    {f.start:7.2f}s{end:<11} {f.kind:<16} {f.detail}")
         if len(r.faults) > 16:
             lines.append(f"    ... {len(r.faults) - 16} more (see the JSON report)")
@@ -158,7 +159,7 @@ def chaos_json(r: ChaosResult) -> dict[str, Any]:
             {
                 "kind": f.kind,
                 "start": _num(f.start),
-                "end": _num(f.end),
+                "end": _num(None if f.end is None else min(f.end, r.plan.duration)),
                 "detail": f.detail,
                 "nodes": list(f.nodes),
             }

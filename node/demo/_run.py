@@ -11,6 +11,7 @@ that reverse order: nothing is left running.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -101,7 +102,8 @@ def run_demo(
     try:
         say(f"twinmesh demo in {workdir} (Ctrl-C stops everything)")
         signals.defer()
-        broker = start_broker(workdir / "broker")
+        # TWINMESH_DEMO_BROKER=amqtt|mosquitto picks one (default: mosquitto if installed).
+        broker = start_broker(workdir / "broker", prefer=os.environ.get("TWINMESH_DEMO_BROKER"))
         say(f"  MQTT broker: {broker.kind} on 127.0.0.1:{broker.port}")
         plants = start_plants(
             workdir, SITES, mqtt_port=broker.port, worn=WORN, wear_start=WEAR_START
