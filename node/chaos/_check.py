@@ -247,6 +247,15 @@ def _check_register(
                     f"{node}: {where}: false conflict — sibling {w.name} stays, though "
                     f"{seen[0].name} had seen it",
                 )
+        if single_value is not _NONE:
+            f.checked("unknown-outcomes")
+            sources = [w.op.invoke.value for w in survivors] + [u.op.invoke.value for u in maybe]
+            if not any(_same(v, single_value) for v in sources):
+                f.fail(
+                    "unknown-outcomes",
+                    f"{node}: {where} = {single_value!r}, which no surviving or unknown "
+                    "write put there",
+                )
         for w in survivors:
             assert w.dot is not None
             f.checked("conflicts-exact")

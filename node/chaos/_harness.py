@@ -219,6 +219,7 @@ async def _run(
     max_rate: float,
     command: str,
     say: Any,
+    burst: int = 24,
 ) -> ChaosResult:
     wall_start = time.monotonic()
     plan = compile_plan(scenario, duration=duration, seed=seed, min_period=4 * interval)
@@ -275,6 +276,10 @@ async def _run(
                 async with locks[node]:
                     now = time.monotonic() - t0
                     if step.kind == "crash":
+                        # Killed mid-write: a burst of writes is in flight at the kill,
+                        # so some outcomes are unknown (committed, or not, unanswered).
+                        clients.burst(node, entities, n=burst, seed=len(crashes))
+                        await asyncio.sleep(0.02)
                         await asyncio.to_thread(fleet.kill, node)
                         crashes.setdefault(node, []).append([now, math.inf])
                         say(f"  {now:6.2f}s kill -9 {node}")
@@ -307,7 +312,8 @@ async def _run(
                 f"  safety phase {plan.duration:.1f} s: {len(plan.steps)} fault steps, "
                 f"{len(ops)} planned operations"
             )
-            async with Clients(fleet.apis, tokens, history, t0) as clients:
+            clients = Clients(fleet.apis, tokens, history, t0)
+            async with clients:
                 runner = asyncio.create_task(executor())
                 await clients.run(ops, frozenset(entities), plan.duration)
                 remaining = t0 + plan.duration - time.monotonic()

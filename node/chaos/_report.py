@@ -58,7 +58,7 @@ def chaos_text(r: ChaosResult) -> str:
         f"writes acknowledged {writes} "
         f"({', '.join(f'{k} {v}' for k, v in kinds.items())}); failed {failed}; "
         f"unknown {r.outcome.unknown['total']} (took effect {r.outcome.unknown['took_effect']}, "
-        f"did not {r.outcome.unknown['did_not']}, twice 0 unless a checker says so)",
+        f"did not {r.outcome.unknown['did_not']}; never twice: see unknown-outcomes)",
         f"  traffic      {r.proxy_stats['connections']} gossip connections, "
         f"{r.proxy_stats['bytes'] / 1e6:.2f} MB through the proxies; refused while down "
         f"{r.proxy_stats['refused_down']}, reset by loss {r.proxy_stats['reset_by_loss']}, "

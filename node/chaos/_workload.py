@@ -321,6 +321,20 @@ class Clients:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def burst(self, node: str, entities: list[str], *, n: int, seed: int) -> None:
+        """Start ``n`` operations at ``node`` at once (a crash is about to land)."""
+        rng = random.Random(derive_seed(seed, f"chaos-burst/{node}"))
+        kinds = ("shared", "shared", "counter", "log")
+        for _ in range(n):
+            kind = rng.choice(kinds)
+            fname = {"counter": COUNTER_FIELD, "log": LOG_FIELD}.get(kind) or rng.choice(
+                _FREE_FIELDS
+            )
+            p = PlannedOp(
+                at=self.now(), node=node, kind=kind, entity=rng.choice(entities), field=fname
+            )
+            self.start(p, frozenset(entities))
+
     async def run(self, ops: list[PlannedOp], entities: frozenset[str], until: float) -> None:
         """Start each operation at its time (they overlap, as users do)."""
         for p in ops:
