@@ -309,28 +309,16 @@ def step_alert_arrives(c: DemoContext) -> str:
     return f"alert {c.alert_id} is at central with its lineage ({', '.join(sorted(lineage))})"
 
 
-def _command_paths(c: DemoContext) -> list[str]:
-    doc = c.call("central", "GET", "/openapi.json")
-    return [p for p, ops in doc.get("paths", {}).items() if "command" in p and "post" in ops]
-
-
 def step_command_refused(c: DemoContext) -> str:
-    paths = _command_paths(c)
-    if not paths:
-        raise StepFailed(
-            "no command endpoint in this build's OpenAPI document", missing="POST …/commands"
-        )
-    path = paths[0].replace("{entity}", c.motor).replace("{id}", c.motor)
-    body = {
-        "entity": c.motor,
-        "command": "setSpeedSetpoint",
-        "name": "setSpeedSetpoint",
-        "value": 99999.0,
-        "reason": "demo: far beyond the motor's envelope",
-    }
+    # POST /v1/commands {entity, command, value} (the command path, issue 14).
+    body = {"entity": c.motor, "command": "setSpeedSetpoint", "value": 99999.0}
     try:
-        answer = c.call("central", "POST", path, body, role="operator")
+        answer = c.call("central", "POST", "/v1/commands", body, role="operator")
     except HttpError as exc:
+        if exc.status in (404, 405) and _route_missing(exc.body):
+            raise StepFailed(
+                "POST /v1/commands does not exist on this build", missing="POST /v1/commands"
+            ) from None
         if exc.status in (400, 409, 422):
             reason = exc.body.get("reason") if isinstance(exc.body, dict) else exc.body
             return f"setSpeedSetpoint 99999 rpm at central: refused ({exc.status}): {reason}"
