@@ -578,4 +578,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
     app = web.Application(middlewares=[observe], client_max_size=node.config.max_body_bytes)
     app.add_routes(routes)
     app.on_shutdown.append(end_feeds)
+    from .web import add_routes as add_web_routes  # late: node/web imports this module
+
+    add_web_routes(app, node, tokens)  # pages for people, lifecycle (node/web)
     return app

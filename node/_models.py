@@ -10,6 +10,7 @@ from twinmesh.crdt import EntitySchema, FieldKind, FieldSpec
 from twinmesh.crdt.demo_models import PUMP_SCHEMAS
 
 from ._shared_models import MODEL_DOCUMENT, MODEL_SCHEMA
+from .commands._log import COMMANDS_MODEL, COMMANDS_SCHEMA
 from .dtdl import ModelRegistry
 
 __all__ = ["AUDIT_ENTITY", "AUDIT_MODEL", "SHIPPED_MODELS", "load_registry", "load_schemas"]
@@ -48,6 +49,7 @@ def load_schemas(
     registry = registry if registry is not None else load_registry(extra)
     schemas: dict[str, EntitySchema] = dict(PUMP_SCHEMAS)
     schemas[AUDIT_MODEL] = AUDIT
+    schemas[COMMANDS_MODEL] = COMMANDS_SCHEMA  # node/commands: signed commands and outcomes
     schemas[MODEL_DOCUMENT] = MODEL_SCHEMA
     for dtmi in registry:
         schemas[dtmi] = registry.entity_schema(dtmi)

@@ -44,6 +44,8 @@ from ._models import AUDIT_ENTITY, AUDIT_MODEL, load_registry, load_schemas
 from ._shared_models import SharedModels
 from ._signing import load_fleet_public_key, load_identity
 from ._store import Store
+from .commands._service import CommandService
+from .lifecycle import Lifecycle
 from .telemetry import TelemetryConfigError, TelemetryService, tag_specs
 
 __all__ = ["Node", "NodeMetrics"]
@@ -85,6 +87,8 @@ class Node:
         self._pending: list[Outgoing] = []  # engine output not yet handed to a transport
         self._fatal: asyncio.Future[None] | None = None
         self.telemetry: TelemetryService | None = None
+        self.lifecycle = Lifecycle(self)  # ISO 23247 states; decommissioned twins are archived
+        self.commands = CommandService(self)  # signed commands, executed at home only
         if config.telemetry is not None:
             try:
                 specs = tag_specs(config.telemetry.assets, self.registry)
@@ -139,6 +143,7 @@ class Node:
         if self.telemetry is not None:
             await self._create_asset_twins()
             await self.telemetry.open()
+        await self.commands.open()
 
     async def _create_asset_twins(self) -> None:
         """The twin of every configured asset exists, with this node as its home.
@@ -206,8 +211,10 @@ class Node:
         """Start ingesting (the adapters connect); after :meth:`open`."""
         if self.telemetry is not None:
             self.telemetry.start()
+        self.commands.start()
 
     async def close(self) -> None:
+        await self.commands.close()
         if self.telemetry is not None:
             await self.telemetry.close()
         if self.store is not None:

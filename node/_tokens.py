@@ -3,8 +3,9 @@
 A token is ``tm1.<role>.<subject>.<expires>.<mac>`` where ``mac`` is
 HMAC-SHA256 over the rest under the fleet's token secret. Any node of the
 fleet can check any token without a database; a forged token fails the MAC,
-an expired one fails the clock. Roles are ordered: admin ⊇ reviewer ⊇
-operator ⊇ viewer (a reviewer may also write fields; only admins manage
+an expired one fails the clock. Roles are ordered: admin ⊇ approver ⊇
+reviewer ⊇ operator ⊇ viewer (a reviewer may also write fields; an approver
+may also approve a high-risk command someone else issued; only admins manage
 members).
 """
 
@@ -24,7 +25,8 @@ class Role(IntEnum):
     VIEWER = 1
     OPERATOR = 2
     REVIEWER = 3
-    ADMIN = 4
+    APPROVER = 4  # approves high-risk commands issued by another person
+    ADMIN = 5
 
     @classmethod
     def parse(cls, name: str) -> Role:

@@ -48,6 +48,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_UNS_RULE",
+    "CommandBinding",
     "MappingError",
     "NodeBinding",
     "OpcUaMapping",
@@ -220,6 +221,16 @@ class TopicMapping:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CommandBinding:
+    """Where the home plant writes a twin's command: an OPC UA Variable (the
+    setpoint) that the command's value is written to."""
+
+    node_id: str
+    entity: str
+    command: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeBinding:
     """One OPC UA node and the twin telemetry it feeds."""
 
@@ -263,6 +274,8 @@ class OpcUaMapping:
     #: then arrives as a run of identical readings (STUCK), not as silence (STALE),
     #: and the buffer holds every reading the device made, as a historian would.
     trigger: str = "status-value-timestamp"
+    #: ``[[command]]`` tables: commands the home plant sends through this adapter.
+    commands: tuple[CommandBinding, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.bindings:
@@ -320,7 +333,19 @@ class OpcUaMapping:
             )
             if v is not None
         }
-        return cls(bindings=tuple(bindings), **overrides)
+        commands = []
+        for i, raw in enumerate(_list_of_tables(data, "command")):
+            try:
+                commands.append(
+                    CommandBinding(
+                        node_id=_str(raw, "node_id"),
+                        entity=_str(raw, "entity"),
+                        command=_str(raw, "command"),
+                    )
+                )
+            except MappingError as exc:
+                raise MappingError(f"command[{i}]: {exc.reason}") from None
+        return cls(bindings=tuple(bindings), commands=tuple(commands), **overrides)
 
 
 def load_topic_mapping(path: str | Path) -> TopicMapping:

@@ -270,6 +270,7 @@ class OpcUaAdapter(Adapter):
         self._newest: dict[str, float] = {}
         self._backfill: Counter[str] = Counter()  # samples, reads, clipped, truncated, failed
         self._no_history = 0  # monitored nodes without readable history, last backfill
+        self._live: Client | None = None  # the connected session's client, for command writes
 
     def _details(self) -> dict[str, str]:
         sec = self.config.security
@@ -305,6 +306,28 @@ class OpcUaAdapter(Adapter):
             )
         return client
 
+    def command_node(self, entity: str, command: str) -> str | None:
+        """The node id this adapter writes ``command`` of ``entity`` to, if it sends it."""
+        for binding in self.config.mapping.commands:
+            if binding.entity == entity and binding.command == command:
+                return binding.node_id
+        return None
+
+    async def send_command(self, entity: str, command: str, value: float) -> None:
+        """Write a command's value to its node (OPC UA Part 4 §5.10.4 Write) in the
+        current session; ``ConnectionError`` when there is none (never queued: a
+        command that cannot be sent now is the caller's to fail, not ours to replay)."""
+        node_id = self.command_node(entity, command)
+        if node_id is None:
+            raise LookupError(f"adapter {self.name} has no [[command]] for {entity} {command}")
+        client = self._live
+        if client is None:
+            raise ConnectionError(f"adapter {self.name} is not connected to {self.config.url}")
+        async with asyncio.timeout(self.config.timeout):
+            await client.get_node(node_id).write_value(
+                ua.DataValue(ua.Variant(float(value), ua.VariantType.Double))
+            )
+
     async def _session(self, sink: Sink) -> None:
         c = self.config
         client = await self._client()
@@ -316,6 +339,7 @@ class OpcUaAdapter(Adapter):
 
         client.connection_lost_callback = on_lost
         await client.connect()
+        self._live = client
         try:
             by_node, rejects = await self._resolve(client)
             sub = await client.create_subscription(
@@ -348,6 +372,7 @@ class OpcUaAdapter(Adapter):
                     raise ConnectionError("connection to the OPC UA server lost")
         finally:
             self.subscribed = 0
+            self._live = None
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(c.timeout):
                     await client.disconnect()

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,7 +50,11 @@ from asyncua.server.server import Server
 
 from ._config import AssetConfig, OpcUaSettings
 
-__all__ = ["HISTORY_FILE", "PlantOpcUaServer", "node_id"]
+__all__ = ["HISTORY_FILE", "SETPOINTS", "PlantOpcUaServer", "node_id"]
+
+#: Writable setpoint Variables per asset kind: (variable name, DTDL command).
+#: A client (the home plant's node) writes the value; the simulator's physics follows.
+SETPOINTS: dict[str, tuple[str, str]] = {"motor": ("speedSetpoint", "setSpeedSetpoint")}
 
 _log = logging.getLogger(__name__)
 
@@ -100,6 +105,7 @@ class PlantOpcUaServer:
         self.namespace_index = -1
         self._server: Server | None = None
         self._nodes: dict[tuple[str, str], ua.NodeId] = {}
+        self._setpoints: dict[str, ua.NodeId] = {}
 
     @property
     def endpoint(self) -> str:
@@ -141,6 +147,16 @@ class PlantOpcUaServer:
                 )
                 await server.write_attribute_value(nid, waiting)
                 self._nodes[(asset.name, tag)] = nid
+            if asset.kind in SETPOINTS:
+                var_name, _ = SETPOINTS[asset.kind]
+                nid = ua.NodeId(f"{asset.name}.{var_name}", idx)
+                var = await obj.add_variable(
+                    nid,
+                    ua.QualifiedName(var_name, idx),
+                    ua.Variant(math.nan, ua.VariantType.Double),
+                )
+                await var.set_writable()
+                self._setpoints[asset.name] = nid
         self._server = server
 
     async def start(self) -> None:
@@ -165,6 +181,14 @@ class PlantOpcUaServer:
             ServerTimestamp=_utc(server_ts),
         )
         await self._server.write_attribute_value(self._nodes[(asset, telemetry)], dv)
+
+    async def setpoint(self, asset: str) -> float | None:
+        """The setpoint a client last wrote for ``asset`` (None: none written)."""
+        nid = self._setpoints.get(asset)
+        if nid is None or self._server is None:
+            return None
+        value = self._server.read_attribute_value(nid).Value.Value  # local, synchronous
+        return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from ._config import PlantConfig
 from ._models import kind_telemetry
-from ._opcua_server import node_id
+from ._opcua_server import SETPOINTS, node_id
 
 __all__ = [
     "ASSETS_FILE",
@@ -97,6 +97,15 @@ def opcua_mapping_toml(config: PlantConfig, namespace_index: int) -> str:
                 f"telemetry = {_s(tag)}",
                 f"unit = {_s(info[tag].unit)}",
                 f"sampling_interval_ms = {_num(a.sample_interval * 1000.0)}",
+            ]
+        if a.kind in SETPOINTS:
+            var_name, command = SETPOINTS[a.kind]
+            lines += [
+                "",
+                "[[command]]",
+                f"node_id = {_s(node_id(namespace_index, a.name, var_name))}",
+                f"entity = {_s(a.entity)}",
+                f"command = {_s(command)}",
             ]
     return "\n".join(lines) + "\n"
 

@@ -149,12 +149,19 @@ class MotorParams:
     current_noise: float = 0.1  # A
     temperature_noise: float = 0.15  # K (PT100 class A: 0.15 K + 0.002 |T|)
     load_reading_noise: float = 0.3  # %
+    #: How fast the variable-frequency drive moves the synchronous speed toward
+    #: a setpoint, rpm/s (a drive's acceleration ramp; 1500 rpm in 15 s).
+    drive_ramp: float = 100.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MotorState:
     load_deviation: float  # % (Ornstein-Uhlenbeck part of the load)
     winding_temperature: float  # °C
+    #: Shaft speed setpoint written by the home plant (OPC UA); None: line-fed.
+    setpoint: float | None = None
+    #: Synchronous speed the drive outputs now, rpm; None: the line frequency's.
+    drive_speed: float | None = None
 
 
 def _motor_current(p: MotorParams, load: float) -> float:
@@ -201,6 +208,16 @@ def motor_step(
     # Slip grows linearly with load in the normal operating region of the
     # torque-speed curve; synchronous speed is 120 f / p.
     synchronous = 120.0 * p.supply_frequency / p.poles
+    drive = state.drive_speed
+    if state.setpoint is not None:
+        # The drive ramps its output frequency so that the shaft (synchronous
+        # speed less slip at this load) reaches the setpoint.
+        target = state.setpoint / (1.0 - p.rated_slip * load / 100.0)
+        now = synchronous if drive is None else drive
+        step = p.drive_ramp * dt
+        drive = now + max(-step, min(step, target - now))
+    if drive is not None:
+        synchronous = drive
     speed = synchronous * (1.0 - p.rated_slip * load / 100.0)
     current = _motor_current(p, load)
     gain = conditions.thermal_gain
@@ -230,7 +247,15 @@ def motor_step(
         "load": _noisy_positive(load, p.load_reading_noise, rng),
         **_vibration_readings(source, MOTOR_VIBRATION, t, rng),
     }
-    return MotorState(load_deviation=deviation, winding_temperature=temperature), readings
+    return (
+        MotorState(
+            load_deviation=deviation,
+            winding_temperature=temperature,
+            setpoint=state.setpoint,
+            drive_speed=drive,
+        ),
+        readings,
+    )
 
 
 # -- centrifugal pump ------------------------------------------------------------------

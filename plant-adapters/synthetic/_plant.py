@@ -23,6 +23,8 @@ sensors would have said if they were healthy.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -78,6 +80,14 @@ class AssetSimulator:
     def state(self) -> Any:
         """The machine's physical state (a frozen dataclass of the kind)."""
         return self._state
+
+    def set_setpoint(self, value: float) -> bool:
+        """A command from the home plant (a motor's speed setpoint); False if ignored."""
+        if not hasattr(self._state, "setpoint") or not math.isfinite(value):
+            return False
+        if self._state.setpoint != value:
+            self._state = dataclasses.replace(self._state, setpoint=float(value))
+        return True
 
     def tick(self) -> Tick:
         n = self.n

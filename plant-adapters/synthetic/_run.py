@@ -107,6 +107,9 @@ class _Emitter:
         if a.protocol == "opcua":
             assert self.server is not None
             now = self.clock()
+            setpoint = await self.server.setpoint(a.name)
+            if setpoint is not None:
+                sim.set_setpoint(setpoint)  # takes effect from the next tick
             for tag, value in tick.values.items():
                 await self.server.write(a.name, tag, value, source_ts=ts, server_ts=max(now, ts))
             self.opcua_writes += len(tick.values)
