@@ -28,6 +28,7 @@ from twinmesh import __version__
 from twinmesh.crdt import (
     CausalContext,
     Conflict,
+    Delta,
     Dot,
     Entity,
     FieldKind,
@@ -145,6 +146,16 @@ def _entity_json(entity: Entity) -> dict[str, Any]:
         fields[name] = item
     h = entity.header
     return {"id": h.id, "model": h.model, "home": h.home, "fields": fields}
+
+
+def _written(body: dict[str, Any], delta: Delta) -> dict[str, Any]:
+    """The response to a register write also names the write's dot: a client
+    keeping a history (the chaos checker, an audit tool) learns which sibling
+    is its own without racing a read against other writers."""
+    if isinstance(delta.state, MVRegister):
+        (dot,) = delta.state.siblings
+        body["written"] = {"field": delta.field, "dot": str(dot)}
+    return body
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -413,10 +424,10 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
                 "shared fields are written with the context you read (use null to write blind)",
             )
         now_ms = int(node.clock() * 1000)
-        await node.write(
+        delta, _ = await node.write(
             lambda s: s.write(entity.id, name, value, author=author, now_ms=now_ms, context=ctx)
         )
-        return web.json_response(_entity_json(entity))
+        return web.json_response(_written(_entity_json(entity), delta))
 
     @routes.post("/v1/entities/{entity:.+}/fields/{field}/ops")
     async def field_op(request: web.Request) -> web.Response:
@@ -491,7 +502,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
             "siblings": siblings,
         }
         # One unit: a crash must never keep the resolution without its audit entry.
-        await node.write_many(
+        (delta, _), *_ = await node.write_many(
             lambda s, _: s.resolve(
                 entity.id, name, value, covering=ctx, author=author, now_ms=now_ms
             ),
@@ -503,7 +514,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
                 author=author,
             ),
         )
-        return web.json_response(_entity_json(entity))
+        return web.json_response(_written(_entity_json(entity), delta))
 
     # -------------------------------------------------------------- ops
 

@@ -6,6 +6,7 @@ Example (``twinmesh fleet up`` writes these)::
     name = "plant-a"
     role = "plant"                 # or "central"
     data_dir = "plant-a/data"
+    # clock_offset = 3600.0        # seconds added to the system clock (skew tests)
 
     [api]
     listen = "127.0.0.1:8401"
@@ -55,7 +56,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 #: The keys each table parsed here may hold (NODE_TABLES lists the tables).
 _KEYS: dict[str, frozenset[str]] = {
-    "node": frozenset({"name", "role", "data_dir", "models", "max_body_bytes"}),
+    "node": frozenset({"name", "role", "data_dir", "models", "max_body_bytes", "clock_offset"}),
     "api": frozenset({"listen"}),
     "gossip": frozenset({"listen", "interval", "fanout", "evict_after"}),
     "tls": frozenset({"ca", "cert", "key", "signing"}),
@@ -91,6 +92,10 @@ class NodeConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     evict_after: float = 7 * 24 * 3600.0
     telemetry: TelemetrySettings | None = None  # [telemetry] and [[adapter]]; None: no ingest
+    # Seconds added to the system clock for everything this node stamps (HLC
+    # writes, tokens, gossip timers): the one way to run a skewed replica on a
+    # machine whose clock all processes share (chaos clock faults).
+    clock_offset: float = 0.0
 
     @property
     def gossip_url(self) -> str:
@@ -182,6 +187,11 @@ def _parse(raw: dict[str, Any], path: Path, rel: Any, table: Any) -> NodeConfig:
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise ConfigError("node.models: expected an array of paths")
     data_dir = rel(_get(node, "data_dir", str, "node"))
+    clock_offset = _get(node, "clock_offset", float, "node", 0.0)
+    if not -366 * 86400 <= clock_offset <= 366 * 86400:
+        raise ConfigError(
+            f"node.clock_offset: expected -1..1 year in seconds, found {clock_offset}"
+        )
     try:
         telemetry = parse_telemetry(raw, rel=rel, data_dir=data_dir)
     except TelemetryConfigError as exc:
@@ -206,4 +216,5 @@ def _parse(raw: dict[str, Any], path: Path, rel: Any, table: Any) -> NodeConfig:
         max_body_bytes=_get(node, "max_body_bytes", int, "node", 4 * 1024 * 1024),
         evict_after=_get(gossip, "evict_after", float, "gossip", 7 * 24 * 3600.0),
         telemetry=telemetry,
+        clock_offset=clock_offset,
     )

@@ -128,7 +128,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "put": _op(
                     "Write a register or text field with the context you read",
                     "operator",
-                    "the entity after the write",
+                    "the entity after the write; a shared field's write also returns written.dot",
                     400,
                     *auth,
                     404,

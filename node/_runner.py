@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -54,7 +55,8 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 async def run_node(config: NodeConfig, *, ready_file: Path | None = None) -> int:
-    node = Node(config)
+    offset = config.clock_offset
+    node = Node(config, clock=(lambda: time.time() + offset) if offset else time.time)
     await node.open()
     tokens = TokenIssuer(config.token_secret_file.read_bytes())
     api_runner = web.AppRunner(api_app(node, tokens), access_log=None)

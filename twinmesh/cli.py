@@ -20,6 +20,8 @@ _GROUPS: tuple[str, ...] = (
     "twinmesh.crdt.cli",
     "twinmesh.node.cli",
     "twinmesh.node.fleet.cli",
+    "twinmesh.node.chaos.cli",
+    "twinmesh.node.demo.cli",
     "twinmesh.node.client.cli",
     "twinmesh.node.security.cli",
     "twinmesh.node.dtdl.cli",

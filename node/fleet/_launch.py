@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,10 +33,13 @@ from .._signing import ensure_fleet_signing_key, ensure_token_secret, issue_sign
 from .._tokens import Role, TokenIssuer
 from ..security import init_ca, issue_node
 
-__all__ = ["FleetError", "fleet_down", "fleet_up", "load_fleet"]
+__all__ = ["FleetError", "fleet_down", "fleet_up", "load_fleet", "spawn_node"]
 
 TOKEN_DAYS = 365
 READY_TIMEOUT = 60.0
+
+
+_NODE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class FleetError(LocalProtocolError):
@@ -124,7 +128,11 @@ def _alive(pid: int) -> bool:
 
 
 def _write_node_config(
-    directory: Path, node: _Planned, peers: list[tuple[str, int]], interval: float
+    directory: Path,
+    node: _Planned,
+    peers: list[tuple[str, int]],
+    interval: float,
+    clock_offset: float = 0.0,
 ) -> Path:
     ca = directory / "ca"
     own = ca / "nodes" / node.name
@@ -133,6 +141,7 @@ def _write_node_config(
         f'name = "{node.name}"',
         f'role = "{node.role}"',
         f'data_dir = "{directory / node.name / "data"}"',
+        *([f"clock_offset = {float(clock_offset)!r}"] if clock_offset else []),
         "",
         "[api]",
         f'listen = "127.0.0.1:{node.api_port}"',
@@ -167,19 +176,30 @@ def fleet_up(
     interval: float = 1.0,
     seed: int = 0,
     telemetry: dict[str, Path] | None = None,
+    plant_names: list[str] | None = None,
+    clock_offsets: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Create (first time) and start a fleet; returns what fleet.json holds.
 
     ``telemetry`` maps a plant node to a file of ``[telemetry]``/``[[adapter]]``
     tables (``twinmesh plant simulate`` writes ``node-telemetry.toml``) that is
     appended to that node's config: the node then ingests the plant.
+    ``plant_names`` replaces plant-a, plant-b, ... (a scenario's own names);
+    ``clock_offsets`` sets ``node.clock_offset`` per node (skewed clocks).
     """
+    if plant_names is not None:
+        plants = len(plant_names)
+        bad = [n for n in plant_names if not _NODE_NAME.match(n) or n == "central"]
+        if bad or len(set(plant_names)) != plants:
+            raise FleetError(f"plant names must be distinct node names, not {bad or plant_names}")
     if not 1 <= plants <= 26:
         raise FleetError("a local fleet has 1..26 plants")
+    plant_list = list(plant_names) if plant_names is not None else _plant_names(plants)
+    offsets = dict(clock_offsets or {})
     extra: dict[str, str] = {}
     directory = directory.resolve()
     for node_name, path in (telemetry or {}).items():
-        if node_name not in _plant_names(plants):
+        if node_name not in plant_list:
             raise FleetError(f"--telemetry {node_name}=...: no plant {node_name} in this fleet")
         try:
             text = path.read_text()
@@ -195,7 +215,10 @@ def fleet_up(
             )
     directory.mkdir(parents=True, exist_ok=True)
     ca = directory / "ca"
-    names = [*_plant_names(plants), "central"]
+    names = [*plant_list, "central"]
+    unknown = sorted(set(offsets) - set(names))
+    if unknown:
+        raise FleetError(f"clock offsets for nodes not in this fleet: {', '.join(unknown)}")
     if not (ca / "ca.pem").exists():
         init_ca(ca, fleet="twinmesh-local")
         ensure_fleet_signing_key(ca)
@@ -257,30 +280,13 @@ def fleet_up(
         ) from None
     processes = []
     for node in planned:
-        config = _write_node_config(directory, node, peer_ports[node.name], interval)
+        config = _write_node_config(
+            directory, node, peer_ports[node.name], interval, offsets.get(node.name, 0.0)
+        )
         if node.name in extra:
             with config.open("a") as f:
                 f.write(extra[node.name])
-        ready = directory / node.name / "ready.json"
-        ready.unlink(missing_ok=True)
-        log = open(directory / node.name / "node.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "twinmesh",
-                "node",
-                "run",
-                "--config",
-                str(config),
-                "--ready-file",
-                str(ready),
-            ],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            env=env,
-        )
+        proc, ready = spawn_node(directory / node.name, config)
         processes.append((node, proc, ready))
     deadline = time.monotonic() + READY_TIMEOUT
     for node, proc, ready in processes:
@@ -318,6 +324,32 @@ def fleet_up(
     }
     (directory / "fleet.json").write_text(json.dumps(fleet, indent=2))
     return fleet
+
+
+def spawn_node(node_dir: Path, config: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``twinmesh node run`` for one node (its own session, so a
+    process-group signal reaches only it); returns the process and the ready
+    file it writes once it serves. Used by ``fleet up`` and by restarts."""
+    ready = node_dir / "ready.json"
+    ready.unlink(missing_ok=True)
+    with open(node_dir / "node.log", "ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "twinmesh",
+                "node",
+                "run",
+                "--config",
+                str(config),
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    return proc, ready
 
 
 def _stop(pid: int, timeout: float = 10.0) -> None:
