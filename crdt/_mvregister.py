@@ -142,11 +142,10 @@ class MVRegister:
         seen = self._seen_by(octx) if len(mine) > _SCAN_UP_TO else None
         if seen is None:
             ovv, ocloud = octx._vv, octx._cloud
-            gone = [
-                d
-                for d in mine
-                if (ovv.get(d.replica, 0) >= d.counter or d in ocloud) and d not in theirs
-            ]
+            gone = []  # (a loop, not a comprehension: no frame of its own)
+            for d in mine:
+                if (ovv.get(d.replica, 0) >= d.counter or d in ocloud) and d not in theirs:
+                    gone.append(d)
         else:
             gone = [d for d in seen if d not in theirs]
         for d in gone:
