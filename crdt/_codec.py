@@ -13,6 +13,14 @@ is what keeps a field delta, dot included, well under 64 bytes.
 Input is untrusted. ``decode_*`` checks every type, size and nesting level and
 builds fresh objects; anything wrong raises ``RemoteProtocolError`` with a
 reason, and nothing half-built escapes.
+
+Versions: the state format is 1 (``FORMAT_VERSION``; unchanged, so digests of
+equal states agree across code versions). Delta batches are written in format
+2 (``DELTAS_VERSION``, ``_batchwire``: kind-first rows, decoded by msgspec into
+typed structs with every type, range and length checked in C) and read in 1
+or 2: format-1 bodies stay in stores and in relayed signed batches, whose
+bytes cannot be rewritten. docs/wire-format.md has both layouts and what an
+upgrade needs.
 """
 
 from __future__ import annotations
