@@ -120,6 +120,48 @@ def speed(report: Report, n: int, minutes: float, goal: float, *, profile: bool)
         where_time_goes(report, sc.scaled(min(1.0, 120 / sc.duration)), f"{n} plants")
 
 
+#: Fleet sizes of the growth curve and the simulated seconds of each run
+#: (shorter for bigger fleets, so that each run stays within a minute or so).
+GROWTH = ((10, 120.0), (25, 60.0), (50, 30.0), (100, 15.0), (250, 4.0), (500, 2.0))
+
+
+def growth(report: Report, sizes: tuple[tuple[int, float], ...], budget: float) -> None:
+    """Wall time per message and per write against fleet size: a cost per
+    message that does not grow with the fleet is a flat line. Sizes past
+    ``budget`` wall seconds of the previous run's projection are skipped."""
+    prev: tuple[float, int, float] | None = None  # (us/message, n, simulated s)
+    for n, seconds in sizes:
+        if prev is not None:
+            us_msg, prev_n, _ = prev
+            # messages per simulated second grow ~ n; cost per message as measured so far,
+            # grown linearly with n (what the curve has shown): the projected wall.
+            projected = us_msg * 1e-6 * (n / prev_n) * (6.0 * n) * seconds
+            if projected > budget:
+                report.note(
+                    f"growth: {n} plants skipped, projected {projected:.0f} s of wall "
+                    f"(> {budget:.0f} s) at the cost per message measured so far"
+                )
+                continue
+        t0 = time.perf_counter()
+        result = Simulation(steady(n, seconds), 1).run()
+        wall = time.perf_counter() - t0
+        simulated = result.safety_seconds + result.liveness_seconds
+        us_msg = 1e6 * wall / max(1, result.messages)
+        report.row(
+            f"growth, {n} plants: wall per message",
+            us_msg,
+            "us",
+            reference="wall per write",
+            ref_value=1e6 * wall / max(1, result.writes),
+            ref_unit="us",
+            goal="flat in n",
+            note=f"{seconds:g} simulated s, {simulated / wall:.1f}x real time, "
+            f"{result.messages / max(1, result.writes):.1f} messages/write, "
+            f"checkers {'pass' if result.ok else 'FAIL'}",
+        )
+        prev = (us_msg, n, seconds)
+
+
 def speed_without_memo(report: Report, minutes: float) -> None:
     """The same short run with and without the verification and decode memos."""
     walls = {}
@@ -331,10 +373,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes: proves the benchmark runs")
     p.add_argument("--no-profile", action="store_true", help="skip cProfile on a missed speed goal")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    p.add_argument(
+        "--growth-only", action="store_true", help="only the growth curve over fleet sizes"
+    )
+    p.add_argument(
+        "--growth-budget", type=float, default=120.0, help="wall seconds a growth run may take"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.minutes, args.minutes_100, args.seeds = 1.0, 0.1, 1
     report = Report("simulator (sim_bench)")
+    sizes = ((3, 20.0), (5, 10.0)) if args.quick else GROWTH
+    growth(report, sizes, args.growth_budget)
+    if args.growth_only:
+        report.print()
+        if args.json:
+            report.write_json(args.json)
+        return 0
     speed(report, 10, args.minutes, 1000.0, profile=not args.no_profile and not args.quick)
     speed_without_memo(report, min(args.minutes, 2.0))
     speed(report, 100, args.minutes_100, 100.0, profile=not args.no_profile and not args.quick)

@@ -5,6 +5,7 @@ See ARCHITECTURE.md, "Data model", for which CRDT each kind of field uses.
 
 from ._clocks import CausalContext, Dot, HybridClock, HybridTime, Order, VersionVector
 from ._codec import (
+    DELTAS_VERSION,
     FORMAT_VERSION,
     DecodeLimits,
     decode_deltas,
@@ -25,6 +26,7 @@ from ._state import FLEET_HOME, Delta, ReplicaState
 from ._text import TextCrdt, yrs_client_id
 
 __all__ = [
+    "DELTAS_VERSION",
     "FIELD_TYPES",
     "FLEET_HOME",
     "FORMAT_VERSION",

@@ -26,8 +26,9 @@ seen, so a skewed or stepped-back clock cannot make a later write lose.
 from __future__ import annotations
 
 from collections.abc import Collection, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 from ._errors import LocalProtocolError
 
@@ -41,9 +42,14 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Dot:
-    """The identity of one write: the ``counter``-th write made at ``replica``."""
+class Dot(msgspec.Struct, frozen=True, order=True, gc=False):
+    """The identity of one write: the ``counter``-th write made at ``replica``.
+
+    A msgspec ``Struct`` rather than a dataclass: frozen and slotted alike, but
+    built, hashed and compared in C — dots are dict keys in every causal join,
+    and a frozen dataclass spends ~300 ns in Python per construction and per
+    ``__eq__``. ``gc=False``: a dot holds a str and an int, never a cycle.
+    """
 
     replica: str
     counter: int
@@ -215,6 +221,16 @@ class CausalContext:
     def of(cls, dots: Iterable[Dot]) -> CausalContext:
         return cls(None, dots)
 
+    @classmethod
+    def adopt(cls, vv: dict[str, int]) -> CausalContext:
+        """A context of exactly the vector ``vv``, taken as is: the caller
+        guarantees every counter is a positive int and gives the dict up (the
+        batch decoder, which has checked both in C)."""
+        new = cls.__new__(cls)
+        new._vv = vv
+        new._cloud = set()
+        return new
+
     def copy(self) -> CausalContext:
         new = CausalContext.__new__(CausalContext)
         new._vv = dict(self._vv)
@@ -273,6 +289,13 @@ class CausalContext:
 
     def update(self, other: CausalContext) -> None:
         """In-place union with ``other``."""
+        vv = self._vv
+        if not self._cloud and not other._cloud:  # the common case: vectors only
+            get = vv.get
+            for r, n in other._vv.items():
+                if n > get(r, 0):
+                    vv[r] = n
+            return
         for r, n in other._vv.items():
             if n > self._vv.get(r, 0):
                 self._vv[r] = n
@@ -330,9 +353,10 @@ class CausalContext:
         return sorted(self._cloud)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class HybridTime:
-    """A hybrid logical timestamp: wall milliseconds, then a logical counter."""
+class HybridTime(msgspec.Struct, frozen=True, order=True, gc=False):
+    """A hybrid logical timestamp: wall milliseconds, then a logical counter.
+
+    (A C-built ``Struct`` for the same reason as :class:`Dot`.)"""
 
     wall_ms: int
     logical: int = 0

@@ -13,6 +13,14 @@ is what keeps a field delta, dot included, well under 64 bytes.
 Input is untrusted. ``decode_*`` checks every type, size and nesting level and
 builds fresh objects; anything wrong raises ``RemoteProtocolError`` with a
 reason, and nothing half-built escapes.
+
+Versions: the state format is 1 (``FORMAT_VERSION``; unchanged, so digests of
+equal states agree across code versions). Delta batches are written in format
+2 (``DELTAS_VERSION``, ``_batchwire``: kind-first rows, decoded by msgspec into
+typed structs with every type, range and length checked in C) and read in 1
+or 2: format-1 bodies stay in stores and in relayed signed batches, whose
+bytes cannot be rewritten. docs/wire-format.md has both layouts and what an
+upgrade needs.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 
 import msgpack
 
+from ._batchwire import BATCH_FORMAT, decode_batch_v2, encode_batch_v2
 from ._clocks import CausalContext, Dot, HybridTime
 from ._entity import FIELD_TYPES, Entity, EntityHeader, FieldState
 from ._errors import LocalProtocolError, RemoteProtocolError
@@ -36,6 +45,7 @@ from ._text import TextCrdt
 from ._values import canonical, value_bytes
 
 __all__ = [
+    "DELTAS_VERSION",
     "FORMAT_VERSION",
     "DecodeLimits",
     "decode_deltas",
@@ -46,9 +56,15 @@ __all__ = [
     "state_digest",
 ]
 
+#: The state format (snapshots, ``state_digest``): unchanged, so replicas of
+#: both code versions still agree on digests of equal states.
 FORMAT_VERSION = 1
+#: Delta batches are written in format 2 (``_batchwire``) and read in 1 or 2.
+DELTAS_VERSION = BATCH_FORMAT
 _STATE_TAG = "twinmesh/state"
 _DELTAS_TAG = "twinmesh/deltas"
+#: How every format-2 batch this code writes begins (fixarray 4, the tag, 2).
+_V2_PREFIX = b"\x94" + msgpack.packb(_DELTAS_TAG) + bytes([DELTAS_VERSION])
 
 _KIND_CODES: dict[FieldKind, int] = {
     FieldKind.SHARED: 0,
@@ -159,7 +175,13 @@ def state_digest(state: ReplicaState) -> str:
 
 
 def encode_deltas(deltas: Sequence[Delta]) -> bytes:
-    """A batch of deltas, with one table for all repeated strings."""
+    """A batch of deltas, with one table for all repeated strings (format 2)."""
+    return encode_batch_v2(deltas)
+
+
+def encode_deltas_v1(deltas: Sequence[Delta]) -> bytes:
+    """A batch in format 1, as nodes before format 2 wrote it (stores hold such
+    bodies; kept so that tests can make them)."""
     table: dict[str, int] = {}
 
     def s(text: str) -> int:
@@ -397,7 +419,8 @@ def _check_header(top: Any, tag: str, r: _Reader) -> list[Any]:
     if len(items) < 2 or items[0] != tag:
         raise _fail(f"message: expected a {tag!r} message")
     if items[1] != FORMAT_VERSION:
-        raise _fail(f"message: format version {items[1]!r} is not supported (we speak 1)")
+        speak = "1" if tag == _STATE_TAG else f"1 and {DELTAS_VERSION}"
+        raise _fail(f"message: format version {items[1]!r} is not supported (we speak {speak})")
     return items
 
 
@@ -453,10 +476,35 @@ def decode_deltas(data: bytes, *, limits: DecodeLimits = DEFAULT_LIMITS) -> list
 
     This checks form, not rules: whether a delta may be joined (its model and
     field exist, its writer may write there) is ``ReplicaState.check``.
+    Formats 1 and 2 are read; format 2 is checked in C (``_batchwire``).
     """
+    if isinstance(data, bytes | bytearray | memoryview) and data[:18] == _V2_PREFIX:
+        if len(data) > limits.max_bytes:
+            raise _fail(f"message of {len(data)} bytes exceeds the limit of {limits.max_bytes}")
+        return decode_batch_v2(
+            data,
+            max_items=limits.max_items,
+            max_string=limits.max_string,
+            max_value_bytes=limits.max_value_bytes,
+        )
     r0 = _Reader(limits, None)
     try:
-        items = _check_header(_unpack(data, limits), _DELTAS_TAG, r0)
+        top = _unpack(data, limits)
+        if (
+            isinstance(top, list)
+            and len(top) >= 2
+            and top[0] == _DELTAS_TAG
+            and top[1] == DELTAS_VERSION
+            and type(top[1]) is int
+        ):
+            # Format 2 written with a longer header than ours: still format 2.
+            return decode_batch_v2(
+                bytes(data),
+                max_items=limits.max_items,
+                max_string=limits.max_string,
+                max_value_bytes=limits.max_value_bytes,
+            )
+        items = _check_header(top, _DELTAS_TAG, r0)
         if len(items) != 4:
             raise _fail("message: a delta batch has 4 parts")
         strings = [

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+import msgspec
+
 from ._clocks import CausalContext, Dot
 from ._errors import LocalProtocolError
 from ._mvregister import MVRegister, Sibling
@@ -45,8 +47,9 @@ FIELD_TYPES: dict[FieldKind, type[FieldState]] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EntityHeader:
+class EntityHeader(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """An entity's identity, fixed at creation (a C-built ``Struct``, like ``Delta``)."""
+
     id: str
     model: str
     home: str

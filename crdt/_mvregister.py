@@ -25,8 +25,9 @@ its own earlier ones (the property DVVs were invented for, Preguiça et al.,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from ._clocks import CausalContext, Dot, HybridTime
 from ._errors import LocalProtocolError
@@ -37,9 +38,11 @@ __all__ = ["MVRegister", "Sibling"]
 _SCAN_UP_TO = 8
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Sibling:
-    """One surviving write: its value, who wrote it where, and when."""
+class Sibling(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One surviving write: its value, who wrote it where, and when.
+
+    A C-built ``Struct`` (see :class:`~._clocks.Dot`); ``gc=False`` is safe
+    because a value is plain data, which cannot refer back to a sibling."""
 
     value: Any
     dot: Dot
@@ -62,6 +65,16 @@ class MVRegister:
         for dot in self.siblings:
             if dot not in self.ctx:
                 raise LocalProtocolError(f"sibling {dot} is outside the register's context")
+
+    @classmethod
+    def adopt(cls, siblings: dict[Dot, Sibling], ctx: CausalContext) -> MVRegister:
+        """A register taking ``siblings`` (keyed by their dots) and ``ctx`` as
+        they are: the caller has checked every dot lies in ``ctx`` (the batch
+        decoder does, while building them)."""
+        new = cls.__new__(cls)
+        new.siblings = siblings
+        new.ctx = ctx
+        return new
 
     # Queries -----------------------------------------------------------
     def values(self) -> list[Any]:
@@ -124,15 +137,22 @@ class MVRegister:
         octx, sctx = other.ctx, self.ctx
         # Our siblings that the other side saw and no longer has were overwritten.
         # Many siblings: find them from the other context when that is shorter.
+        # (``d in ctx`` is spelled out on the vector and cloud: this runs for
+        # every remote write to a shared field.)
         seen = self._seen_by(octx) if len(mine) > _SCAN_UP_TO else None
         if seen is None:
-            gone = [d for d in mine if d in octx and d not in theirs]
+            ovv, ocloud = octx._vv, octx._cloud
+            gone = []  # (a loop, not a comprehension: no frame of its own)
+            for d in mine:
+                if (ovv.get(d.replica, 0) >= d.counter or d in ocloud) and d not in theirs:
+                    gone.append(d)
         else:
             gone = [d for d in seen if d not in theirs]
         for d in gone:
             del mine[d]
+        svv, scloud = sctx._vv, sctx._cloud
         for d, s in theirs.items():
-            if d not in sctx:
+            if svv.get(d.replica, 0) < d.counter and d not in scloud:
                 mine[d] = s
         sctx.update(octx)
 

@@ -69,6 +69,8 @@ class ValueType(StrEnum):
     ANY = "any"
 
 
+_isfinite = math.isfinite
+_INT_OK = frozenset((ValueType.INTEGER, ValueType.DOUBLE, ValueType.ANY))
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -103,6 +105,24 @@ class FieldSpec:
 
     def check_value(self, value: Any, *, where: str) -> None:
         """Raise ``LocalProtocolError`` unless ``value`` fits this field's value type."""
+        # The common cases first, each exactly what the general path below
+        # accepts (an ASCII str holds no lone surrogate; a float is plain when
+        # finite): every remote delta's value comes through here.
+        t = type(value)
+        vt = self.value_type
+        if t is float:
+            if (vt is ValueType.DOUBLE or vt is ValueType.ANY) and _isfinite(value):
+                return
+        elif t is str:
+            if value.isascii():
+                if vt is ValueType.STRING or vt is ValueType.ANY:
+                    return
+                if vt is ValueType.ENUM and value in self.enum_values:
+                    return
+                if vt is ValueType.DATE and _is_date(value):
+                    return
+        elif t is int and vt in _INT_OK and -(2**63) <= value < 2**64:
+            return
         check_plain_value(value, where=where)
         vt = self.value_type
         if vt is ValueType.ANY:

@@ -10,8 +10,9 @@ them raises ``RemoteProtocolError`` and changes nothing.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from ._clocks import CausalContext, HybridClock, HybridTime
 from ._entity import FIELD_TYPES, Conflict, Entity, EntityHeader, FieldState, conflicts
@@ -33,13 +34,17 @@ _SET_ELEMENT_TYPES = (str, int, bytes)
 #: Node names are ``[a-z0-9-]`` only, so it cannot be a node's name.
 FLEET_HOME = "*"
 
+_KIND_OF_TYPE: dict[type, FieldKind] = {cls: kind for kind, cls in FIELD_TYPES.items()}
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Delta:
+
+class Delta(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One write, as it travels: who made it, to what, and the field's delta state.
 
     ``field is None`` creates the entity. ``state`` is never mutated once the
-    delta exists.
+    delta exists. A frozen, keyword-only msgspec ``Struct``: the same contract
+    as a frozen slotted dataclass, built in C (~80 ns against ~1 µs), which
+    matters because every remote delta is one. ``gc=False``: a delta refers to
+    its field state, never the other way round, so it closes no cycle.
     """
 
     origin: str
@@ -281,96 +286,140 @@ class ReplicaState:
     def apply_many(self, deltas: list[Delta], *, now_ms: int | None = None) -> None:
         """Join a batch atomically: every delta is checked before any is joined,
         so a batch with one bad delta changes nothing."""
-        headers: dict[str, EntityHeader] = {}
+        first_of: dict[str, Delta] = {}
+        check = self.check
         for delta in deltas:
-            self.check(delta)
-            first = headers.setdefault(delta.entity, delta.header)
-            if first != delta.header:
+            check(delta)
+            first = first_of.setdefault(delta.entity, delta)
+            if first.model != delta.model or first.home != delta.home:
                 raise RemoteProtocolError(
-                    f"batch gives entity {delta.entity} two headers: {first} and {delta.header}"
+                    f"batch gives entity {delta.entity} two headers: "
+                    f"{first.model} at home {first.home} and {delta.model} at home {delta.home}"
                 )
+        # ``_join`` and ``_hybrid_time_of``, inlined: this loop runs once per
+        # remote delta, and a Python call costs more than the join of a
+        # one-sibling register itself.
         latest: HybridTime | None = None
+        entities = self.entities
         for delta in deltas:
-            self._join(delta)
-            if delta.state is not None:
-                seen = _hybrid_time_of(delta.state)
+            entity = entities.get(delta.entity)
+            if entity is None:
+                entity = entities[delta.entity] = Entity(delta.header, self.schemas[delta.model])
+            name, state = delta.field, delta.state
+            if name is None or state is None:
+                continue
+            fields = entity.fields
+            current = fields.get(name)
+            if current is None:
+                fields[name] = state.copy()
+            else:
+                current.merge(state)  # type: ignore[arg-type]
+            t = type(state)
+            if t is MVRegister:
+                for sib in state.siblings.values():  # type: ignore[union-attr]
+                    if latest is None or sib.time > latest:
+                        latest = sib.time
+            elif t is LWWRegister or t is SingleWriterRegister:
+                seen = state.time  # type: ignore[union-attr]
                 if seen is not None and (latest is None or seen > latest):
                     latest = seen
         if now_ms is not None and latest is not None:
             self.clock.observe(latest, now_ms)
 
     def check(self, delta: Delta) -> None:
-        """Raise ``RemoteProtocolError`` if ``delta`` may not be joined here."""
-        where = f"delta from {delta.origin} for {delta.entity}"
+        """Raise ``RemoteProtocolError`` if ``delta`` may not be joined here.
+
+        Runs for every remote delta, so the common path builds no strings:
+        the place named in an error is formatted only when there is one."""
         schema = self.schemas.get(delta.model)
         if schema is None:
-            raise RemoteProtocolError(f"{where}: unknown model {delta.model!r}")
+            raise RemoteProtocolError(f"{_where(delta)}: unknown model {delta.model!r}")
         existing = self.entities.get(delta.entity)
-        if existing is not None and existing.header != delta.header:
-            raise RemoteProtocolError(
-                f"{where}: entity is a {existing.header.model} at home {existing.header.home}, "
-                f"delta says {delta.model} at home {delta.home}"
-            )
+        if existing is not None:
+            h = existing.header
+            if h.model != delta.model or h.home != delta.home:
+                raise RemoteProtocolError(
+                    f"{_where(delta)}: entity is a {h.model} at home {h.home}, "
+                    f"delta says {delta.model} at home {delta.home}"
+                )
         if delta.field is None:
             if delta.state is not None:
-                raise RemoteProtocolError(f"{where}: a creation carries no field state")
+                raise RemoteProtocolError(f"{_where(delta)}: a creation carries no field state")
             if delta.origin != delta.home and delta.home != FLEET_HOME:
                 raise RemoteProtocolError(
-                    f"{where}: only the home replica {delta.home} creates the entity"
+                    f"{_where(delta)}: only the home replica {delta.home} creates the entity"
                 )
             return
         spec = schema.fields.get(delta.field)
         if spec is None:
-            raise RemoteProtocolError(f"{where}: model {delta.model} has no field {delta.field!r}")
-        state = delta.state
-        expected = FIELD_TYPES[spec.kind]
-        if type(state) is not expected:
             raise RemoteProtocolError(
-                f"{where}.{delta.field}: a {spec.kind.value} field takes a {expected.__name__}"
+                f"{_where(delta)}: model {delta.model} has no field {delta.field!r}"
             )
-        fwhere = f"{where}.{delta.field}"
+        state = delta.state
+        t = type(state)
+        # Keyed by the state's type, not by the kind: an enum member hashes in
+        # Python, a class in C.
+        if _KIND_OF_TYPE.get(t) is not spec.kind:
+            expected = FIELD_TYPES[spec.kind]
+            raise RemoteProtocolError(
+                f"{_where(delta)}.{delta.field}: a {spec.kind.value} field takes a "
+                f"{expected.__name__}"
+            )
+        origin = delta.origin
         try:
             if isinstance(state, MVRegister):
+                check_value = spec.check_value
                 for sib in state.siblings.values():
-                    if sib.origin != delta.origin:
+                    if sib.dot.replica != origin:
                         raise RemoteProtocolError(
-                            f"{fwhere}: sibling {sib.dot} was not written by {delta.origin}"
+                            f"{_fwhere(delta)}: sibling {sib.dot} was not written by {origin}"
                         )
-                    spec.check_value(sib.value, where=fwhere)
+                    check_value(sib.value, where="")
             elif isinstance(state, SingleWriterRegister):
-                if delta.origin != delta.home or state.writer != delta.home:
+                if origin != delta.home or state.writer != delta.home:
                     raise RemoteProtocolError(
-                        f"{fwhere}: reported state is written only at home {delta.home}, "
-                        f"not at {delta.origin}"
+                        f"{_fwhere(delta)}: reported state is written only at home "
+                        f"{delta.home}, not at {origin}"
                     )
-                spec.check_value(state.value, where=fwhere)
+                spec.check_value(state.value, where="")
             elif isinstance(state, LWWRegister):
-                if state.replica != delta.origin:
-                    raise RemoteProtocolError(f"{fwhere}: label not written by {delta.origin}")
-                spec.check_value(state.value, where=fwhere)
+                if state.replica != origin:
+                    raise RemoteProtocolError(f"{_fwhere(delta)}: label not written by {origin}")
+                spec.check_value(state.value, where="")
             elif isinstance(state, ORSet):
                 for element, dots in state.entries.items():
-                    _check_element(element, where=fwhere)
-                    if any(d.replica != delta.origin for d in dots):
-                        raise RemoteProtocolError(f"{fwhere}: set add not made by {delta.origin}")
+                    _check_element(element, where="")
+                    if any(d.replica != origin for d in dots):
+                        raise RemoteProtocolError(f"{_fwhere(delta)}: set add not made by {origin}")
             elif isinstance(state, PNCounter):
-                if (set(state.pos) | set(state.neg)) - {delta.origin}:
+                if (set(state.pos) | set(state.neg)) - {origin}:
                     raise RemoteProtocolError(
-                        f"{fwhere}: counter delta touches totals of other replicas"
+                        f"{_fwhere(delta)}: counter delta touches totals of other replicas"
                     )
             elif isinstance(state, GrowOnlyLog):
                 for key, event in state.entries.items():
-                    spec.check_value(event, where=f"{fwhere}[{key}]")
+                    spec.check_value(event, where=f"[{key}]")
         except LocalProtocolError as exc:
-            raise RemoteProtocolError(exc.reason) from None
+            # The checks above were given an empty place (or just the event id);
+            # name the delta and field in front of their reason, as before.
+            raise RemoteProtocolError(_fwhere(delta) + exc.reason) from None
 
     def _join(self, delta: Delta) -> None:
+        # Only for deltas that passed ``check`` or that a mutator here made, so
+        # the field's CRDT type is already the schema's (``Entity.merge_field``
+        # would check it again).
         entity = self.entities.get(delta.entity)
         if entity is None:
             entity = Entity(delta.header, self.schemas[delta.model])
             self.entities[delta.entity] = entity
-        if delta.field is not None and delta.state is not None:
-            entity.merge_field(delta.field, delta.state)
+        name, state = delta.field, delta.state
+        if name is not None and state is not None:
+            fields = entity.fields
+            current = fields.get(name)
+            if current is None:
+                fields[name] = state.copy()
+            else:
+                current.merge(state)  # type: ignore[arg-type]
 
     def merge(self, other: ReplicaState, *, now_ms: int | None = None) -> None:
         """In-place join with another replica's whole state (a snapshot).
@@ -416,6 +465,14 @@ class ReplicaState:
         return self.entities == other.entities
 
 
+def _where(delta: Delta) -> str:
+    return f"delta from {delta.origin} for {delta.entity}"
+
+
+def _fwhere(delta: Delta) -> str:
+    return f"{_where(delta)}.{delta.field}"
+
+
 def _check_element(element: Any, *, where: str) -> None:
     if not isinstance(element, _SET_ELEMENT_TYPES) or isinstance(element, bool):
         raise LocalProtocolError(
@@ -425,8 +482,13 @@ def _check_element(element: Any, *, where: str) -> None:
 
 
 def _hybrid_time_of(state: FieldState) -> HybridTime | None:
-    if isinstance(state, MVRegister):
-        return max((s.time for s in state.siblings.values()), default=None)
-    if isinstance(state, LWWRegister | SingleWriterRegister):
-        return state.time
+    t = type(state)
+    if t is MVRegister:
+        latest = None
+        for s in state.siblings.values():  # type: ignore[union-attr]
+            if latest is None or s.time > latest:
+                latest = s.time
+        return latest
+    if t is LWWRegister or t is SingleWriterRegister:
+        return state.time  # type: ignore[union-attr]
     return None

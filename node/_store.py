@@ -8,19 +8,22 @@ verbatim. ``synchronous=FULL``: a commit returns only after the WAL is
 fsynced, so a power cut cannot take back an acknowledged write.
 
 Writes are group-committed: concurrent callers queue their rows and one
-writer task commits everything queued in one transaction, then wakes them
-all. Under load that turns N fsyncs into one.
+committer thread commits everything queued in one transaction, then wakes
+them all (see "group commit" below). Under load that turns N fsyncs into one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -83,15 +86,56 @@ def _runs(
     return out
 
 
+def _open_writer(path: Path) -> sqlite3.Connection:
+    """The writer's connection, made on (and only used from) the commit thread."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=FULL")  # per connection: this is the one that commits
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def _commit(conn: sqlite3.Connection, runs: list[tuple[str, list[Sequence[Any]]]]) -> int:
+    """One transaction on the commit thread; returns once COMMIT (and with
+    ``synchronous=FULL`` the WAL's fsync) has, or raises having rolled back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows = 0
+        for sql, run in runs:
+            conn.executemany(sql, run)
+            rows += len(run)
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.execute("ROLLBACK")
+        raise
+    return rows
+
+
+class _Submission(NamedTuple):
+    statements: list[tuple[str, Sequence[Any]]]
+    future: asyncio.Future[None]
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    """On the event loop: resolve a committed group (or fail it)."""
+    for fut in futures:
+        if not fut.done():
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+
 class Store:
     """Open with :meth:`open`; every method is a coroutine except the stats."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
+        self._db = db  # reads (and the schema); every write goes through the committer
         self.path = path
-        self._queue: list[tuple[list[tuple[str, Sequence[Any]]], asyncio.Future[None]]] = []
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Submissions in FIFO order, for the committer thread; None stops it.
+        self._queue: queue.SimpleQueue[_Submission | None] = queue.SimpleQueue()
+        self._committer: threading.Thread | None = None
         self._closed = False
         self.commits = 0
         self.commit_seconds_total = 0.0
@@ -106,61 +150,83 @@ class Store:
         await db.execute("PRAGMA busy_timeout=5000")
         await db.executescript(_SCHEMA)
         store = cls(db, path)
-        store._writer = asyncio.create_task(store._write_loop(), name="store-writer")
+        store._loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = store._loop.create_future()
+        store._committer = threading.Thread(
+            target=store._commit_loop, args=(opened,), name="store-commit", daemon=True
+        )
+        store._committer.start()
+        await opened
         return store
 
     async def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
-        self._wake.set()
-        if self._writer is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        self._queue.put(None)
+        if self._committer is not None:
+            # Everything submitted before close commits first (FIFO), then it stops.
+            await asyncio.get_running_loop().run_in_executor(None, self._committer.join)
         await self._db.close()
 
     # ------------------------------------------------------------ group commit
+    #
+    # The committer is a thread with its own connection that commits back to
+    # back: it takes everything submitted since its last commit as one
+    # transaction, commits (BEGIN, every run, COMMIT with the WAL's fsync under
+    # synchronous=FULL), then hands the results to the event loop in one
+    # call and goes straight on to the next group. Neither side waits for the
+    # other: before, each commit was a task on the loop doing one aiosqlite hop
+    # per statement, so a commit took ~2.5 ms of hand-offs around ~0.25 ms of
+    # SQLite and fsync, and a group held ~6 writes. A caller's future is
+    # resolved only after its COMMIT returned, so an acknowledged write is on
+    # disk, as before.
 
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if not self._queue:
-                if self._closed:
-                    return
-                continue
-            pending, self._queue = self._queue, []
-            started = time.perf_counter()
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                rows = 0
-                # Each await is a hop to aiosqlite's thread and back through the
-                # event loop, so runs of one statement go as one executemany: a
-                # commit costs 3 hops, not rows + 2 (~0.4 ms CPU less per 8 rows).
-                for sql, run in _runs(st for batch, _ in pending for st in batch):
-                    await self._db.executemany(sql, run)
-                    rows += len(run)
-                await self._db.execute("COMMIT")
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    await self._db.execute("ROLLBACK")
-                for _, fut in pending:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            self.commits += 1
-            self.commit_rows_total += rows
-            self.commit_seconds_total += time.perf_counter() - started
-            for _, fut in pending:
-                if not fut.done():
-                    fut.set_result(None)
-            if self._closed and not self._queue:
-                return
+    def _commit_loop(self, opened: asyncio.Future[None]) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            conn = _open_writer(self.path)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, [opened], exc)
+            return
+        loop.call_soon_threadsafe(_settle, [opened], None)
+        try:
+            stop = False
+            while not stop:
+                first = self._queue.get()
+                group = [] if first is None else [first]
+                stop = first is None
+                while not stop:  # everything else already queued joins this group
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                    else:
+                        group.append(nxt)
+                if not group:
+                    continue
+                started = time.perf_counter()
+                error: BaseException | None = None
+                try:
+                    rows = _commit(conn, _runs(st for sub in group for st in sub.statements))
+                except Exception as exc:
+                    error = exc
+                else:
+                    self.commits += 1
+                    self.commit_rows_total += rows
+                    self.commit_seconds_total += time.perf_counter() - started
+                loop.call_soon_threadsafe(_settle, [sub.future for sub in group], error)
+        finally:
+            conn.close()
 
     async def _submit(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
         if self._closed:
             raise RuntimeError("store is closed")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((statements, fut))
-        self._wake.set()
+        self._queue.put(_Submission(statements, fut))
         await fut
 
     # ------------------------------------------------------------ writes

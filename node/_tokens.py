@@ -49,6 +49,7 @@ class TokenClaims:
     expires: int  # unix seconds
 
 
+_CACHE = 4096
 _SUBJECT = re.compile(r"^[A-Za-z0-9_@-]{1,64}$")
 
 
@@ -57,6 +58,11 @@ class TokenIssuer:
         if len(secret) < 16:
             raise ValueError("the token secret must be at least 16 bytes")
         self._secret = secret
+        # Tokens whose signature verified, with their claims: checking the
+        # MAC is a pure function of the exact token string, so a client's
+        # token is verified once, not on every request (expiry is still
+        # checked every time). Bounded: cleared when it grows past _CACHE.
+        self._verified: dict[str, TokenClaims] = {}
 
     def _mac(self, body: str) -> str:
         digest = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
@@ -69,6 +75,17 @@ class TokenIssuer:
         return f"{body}.{self._mac(body)}"
 
     def check(self, token: str, *, now: float) -> TokenClaims:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= _CACHE:
+                self._verified.clear()
+            self._verified[token] = claims
+        if now >= claims.expires:
+            raise TokenError("token expired")
+        return claims
+
+    def _verify(self, token: str) -> TokenClaims:
         parts = token.split(".")
         if len(parts) != 5 or parts[0] != "tm1":
             raise TokenError("malformed token")
@@ -80,6 +97,4 @@ class TokenIssuer:
             expires = int(parts[3])
         except ValueError:
             raise TokenError("malformed token expiry") from None
-        if now >= expires:
-            raise TokenError("token expired")
         return TokenClaims(role=role, subject=parts[2], expires=expires)

@@ -34,6 +34,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from twinmesh.crdt import (
+    DELTAS_VERSION,
     FORMAT_VERSION,
     CausalContext,
     DecodeLimits,
@@ -45,6 +46,7 @@ from twinmesh.crdt import (
     encode_deltas,
     encode_state,
 )
+from twinmesh.crdt._codec import encode_deltas_v1
 
 # ---------------------------------------------------------------- corpus
 
@@ -213,13 +215,46 @@ def test_non_bytes_and_oversized_input_are_refused() -> None:
             _valid_state(), replica="me", schemas=SCHEMAS, limits=DecodeLimits(max_value_bytes=4)
         )
     with pytest.raises(RemoteProtocolError, match="format version"):
-        decode_deltas(msgpack.packb(["twinmesh/deltas", FORMAT_VERSION + 1, [], []]))
-    # Arrays nested 5,000 deep (written by hand: msgpack's packer refuses to).
+        decode_deltas(msgpack.packb(["twinmesh/deltas", DELTAS_VERSION + 1, [], []]))
+    with pytest.raises(RemoteProtocolError, match="format version"):
+        decode_deltas(msgpack.packb(["twinmesh/deltas", 0, [], []]))
+    # Arrays nested 5,000 deep (written by hand: msgpack's packer refuses to),
+    # in both formats' framing.
     deep = b"\x91" * 5_000 + b"\x90"
-    parts: list[Any] = ["twinmesh/deltas", FORMAT_VERSION, []]
-    header = b"".join(msgpack.packb(x) for x in parts)
+    for version in (FORMAT_VERSION, DELTAS_VERSION):
+        parts: list[Any] = ["twinmesh/deltas", version, []]
+        header = b"".join(msgpack.packb(x) for x in parts)
+        with pytest.raises(RemoteProtocolError):
+            decode_deltas(b"\x94" + header + b"\x91" + deep)
+        with pytest.raises(RemoteProtocolError):
+            decode_deltas(b"\x94" + header + b"\x91\x9b\x00" + b"\x00" * 9 + deep)
+    # A format-2 batch beyond max_items in an inner array.
     with pytest.raises(RemoteProtocolError):
-        decode_deltas(b"\x94" + header + b"\x91" + deep)
+        decode_deltas(_valid_batch(), limits=DecodeLimits(max_items=1))
+
+
+@scaled(0.5)
+@given(workloads(), st.integers(0, 2**32 - 1))
+def test_format_1_batches_still_decode_to_the_same_deltas(workload: Workload, seed: int) -> None:
+    """Stores and relayed signed batches from before format 2 hold format-1
+    bodies: they decode to exactly the deltas format 2 carries."""
+    sim = Simulation(workload.replicas).run(workload.ops)
+    rng = random.Random(seed)
+    batch = [d for d in sim.log if rng.random() < 0.7]
+    old, new = encode_deltas_v1(batch), encode_deltas(batch)
+    assert old != new or not batch
+    assert decode_deltas(old) == decode_deltas(new) == batch
+
+
+def test_format_2_written_with_a_longer_header_is_still_format_2() -> None:
+    """A peer's encoder may spell the header differently (str8 tag, array16):
+    the batch is decoded by what it says, not by its first bytes."""
+    top = msgpack.unpackb(_valid_batch(), raw=False)
+    tag = b"\xd9" + bytes([len(top[0])]) + top[0].encode()
+    body = b"".join(msgpack.packb(x, use_bin_type=True) for x in top[1:])
+    odd = b"\xdc\x00\x04" + tag + body
+    assert odd != _valid_batch()
+    assert decode_deltas(odd) == decode_deltas(_valid_batch())
 
 
 MUTATIONS = st.sampled_from(("flip", "truncate", "splice", "insert", "repeat", "overwrite"))
@@ -314,6 +349,26 @@ def test_random_delta_shaped_msgpack_is_refused_cleanly(
                 row[i] = 0
     data = msgpack.packb(["twinmesh/deltas", FORMAT_VERSION, strings, rows], use_bin_type=True)
     _probe(data)
+
+
+@given(
+    st.lists(NAMES, max_size=8),
+    st.lists(
+        st.tuples(st.integers(0, 8), st.lists(SHAPES, min_size=4, max_size=11)),
+        max_size=4,
+    ),
+)
+def test_random_format_2_shaped_msgpack_is_refused_cleanly(
+    strings: list[str], rows: list[tuple[int, list[Any]]]
+) -> None:
+    """Format 2's framing and row tags (one out of range) with random content,
+    so the typed decoder and the checks after it both see it."""
+    body = [[code, *items] for code, items in rows]
+    for row in body:
+        for i in range(1, min(7, len(row))):
+            if isinstance(row[i], str):
+                row[i] = 0
+    _probe(msgpack.packb(["twinmesh/deltas", DELTAS_VERSION, strings, body], use_bin_type=True))
 
 
 WRONG_VALUES: tuple[Any, ...] = (

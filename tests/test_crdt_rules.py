@@ -7,10 +7,10 @@ whether it arrives in memory or through the wire codec.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
+import msgspec
 import pytest
 from crdt_strategies import ENTITY_IDS, MODEL, SCHEMAS, Simulation, Workload, scaled, workloads
 from hypothesis import given
@@ -74,7 +74,7 @@ def _delta(**changes: Any) -> Delta:
         field="maintenance_date",
         state=_mv(OTHER),
     )
-    return dataclasses.replace(base, **changes)
+    return msgspec.structs.replace(base, **changes)
 
 
 BAD_DELTAS: dict[str, Delta] = {
@@ -118,7 +118,9 @@ BAD_DELTAS: dict[str, Delta] = {
     "set element of a forbidden type": _delta(field="tags", state=ORSet({1.5: [Dot(OTHER, 4)]})),
     "log event that is not plain data": _delta(field="alerts", state=GrowOnlyLog({"e": {1, 2}})),
     "mismatched header: other home": _delta(home=OTHER),
-    "mismatched header: other model": dataclasses.replace(_delta(), model="dtmi:twinmesh:other;1"),
+    "mismatched header: other model": msgspec.structs.replace(
+        _delta(), model="dtmi:twinmesh:other;1"
+    ),
 }
 
 
@@ -180,7 +182,7 @@ def test_fleet_wide_entities_are_created_anywhere_and_concurrent_creations_join(
         a.create("_fleet/y", MODEL, author="ann", home=OTHER)
     # A creation claiming a real home is still accepted only from that home.
     with pytest.raises(RemoteProtocolError, match="only the home replica"):
-        central.apply(dataclasses.replace(da, entity="_fleet/z", home=OTHER))
+        central.apply(msgspec.structs.replace(da, entity="_fleet/z", home=OTHER))
 
 
 def _reoriginated(delta: Delta, impostor: str) -> Delta | None:
@@ -192,7 +194,7 @@ def _reoriginated(delta: Delta, impostor: str) -> Delta | None:
         or (isinstance(state, ORSet) and bool(state.entries))
         or (isinstance(state, PNCounter) and bool(state.pos or state.neg))
     )
-    return dataclasses.replace(delta, origin=impostor) if bound else None
+    return msgspec.structs.replace(delta, origin=impostor) if bound else None
 
 
 @scaled(0.75)
