@@ -146,7 +146,9 @@ FMUS: dict[str, FmuSpec] = {
                 description="shaft torque",
                 depends_on=("load", "frequency"),
             ),
-            Var(name="rated_current", causality="parameter", start=28.5, unit="A", description="I_N"),
+            Var(
+                name="rated_current", causality="parameter", start=28.5, unit="A", description="I_N"
+            ),
             Var(
                 name="magnetising_share",
                 causality="parameter",
@@ -189,7 +191,9 @@ FMUS: dict[str, FmuSpec] = {
         identifier="motor_thermal",
         description="Induction motor, thermal: lumped first-order winding temperature",
         variables=(
-            Var(name="current", causality="input", start=0.0, unit="A", description="phase current"),
+            Var(
+                name="current", causality="input", start=0.0, unit="A", description="phase current"
+            ),
             Var(
                 name="ambient",
                 causality="input",
@@ -204,7 +208,9 @@ FMUS: dict[str, FmuSpec] = {
                 unit="degC",
                 description="average winding temperature",
             ),
-            Var(name="rated_current", causality="parameter", start=28.5, unit="A", description="I_N"),
+            Var(
+                name="rated_current", causality="parameter", start=28.5, unit="A", description="I_N"
+            ),
             Var(
                 name="rated_rise",
                 causality="parameter",
@@ -304,8 +310,9 @@ def model_description(spec: FmuSpec, *, source_files: bool) -> str:
         f'  version="{VERSION}"',
         '  generationTool="twinmesh"',
         '  variableNamingConvention="flat"',
-        f'  numberOfEventIndicators="0">',
-        f'  <CoSimulation modelIdentifier="{spec.identifier}" canHandleVariableCommunicationStepSize="true"'
+        '  numberOfEventIndicators="0">',
+        f'  <CoSimulation modelIdentifier="{spec.identifier}"'
+        ' canHandleVariableCommunicationStepSize="true"'
         ' canGetAndSetFMUstate="false" canSerializeFMUstate="false"'
         ' providesDirectionalDerivative="false">',
     ]
@@ -318,7 +325,9 @@ def model_description(spec: FmuSpec, *, source_files: bool) -> str:
     lines += ["  </CoSimulation>", "  <UnitDefinitions>"]
     for unit in used:
         base = UNITS[unit]
-        attrs = " ".join(f'{k}="{_num(v) if k in ("factor", "offset") else int(v)}"' for k, v in base.items())
+        attrs = " ".join(
+            f'{k}="{_num(v) if k in ("factor", "offset") else int(v)}"' for k, v in base.items()
+        )
         lines.append(f'    <Unit name="{unit}"><BaseUnit {attrs}/></Unit>')
     lines += ["  </UnitDefinitions>", "  <ModelVariables>"]
     for vr, v in enumerate(spec.variables):

@@ -73,8 +73,8 @@ fmi2Status fmi2EnterInitializationMode(fmi2Component c) { (void)c; return fmi2OK
 
 fmi2Status fmi2ExitInitializationMode(fmi2Component c) {
     Slave *s = (Slave *)c;
+    model_outputs(s); /* states take their start parameters here */
     s->initialized = 1;
-    model_outputs(s);
     return fmi2OK;
 }
 
