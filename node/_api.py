@@ -42,6 +42,7 @@ from ._api_telemetry import add_telemetry_routes
 from ._models import AUDIT_ENTITY
 from ._openapi import openapi_document
 from ._tokens import Role, TokenError, TokenIssuer
+from .cosim._api import add_routes as add_cosim_routes
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -565,6 +566,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
     add_telemetry_routes(routes, node, require)
     add_model_routes(routes, node, require)
     app = web.Application(middlewares=[observe], client_max_size=node.config.max_body_bytes)
+    add_cosim_routes(app, node, tokens)
     app.add_routes(routes)
     app.on_shutdown.append(end_feeds)
     return app

@@ -43,6 +43,7 @@ from typing import Any
 
 from twinmesh.crdt import LocalProtocolError
 
+from .cosim._settings import CosimConfigError, CosimSettings, parse_cosim
 from .telemetry._settings import TelemetryConfigError, TelemetrySettings, parse_telemetry
 
 __all__ = ["ConfigError", "NodeConfig", "PeerConfig", "load_config"]
@@ -81,6 +82,7 @@ class NodeConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     evict_after: float = 7 * 24 * 3600.0
     telemetry: TelemetrySettings | None = None  # [telemetry] and [[adapter]]; None: no ingest
+    cosim: CosimSettings | None = None  # [cosim]; None: no co-simulation
 
     @property
     def gossip_url(self) -> str:
@@ -163,6 +165,10 @@ def load_config(path: Path) -> NodeConfig:
         telemetry = parse_telemetry(raw, rel=rel, data_dir=data_dir)
     except TelemetryConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    try:
+        cosim = parse_cosim(raw, rel=rel, data_dir=data_dir)
+    except CosimConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return NodeConfig(
         name=name,
         role=role,
@@ -183,4 +189,5 @@ def load_config(path: Path) -> NodeConfig:
         max_body_bytes=_get(node, "max_body_bytes", int, "node", 4 * 1024 * 1024),
         evict_after=_get(gossip, "evict_after", float, "gossip", 7 * 24 * 3600.0),
         telemetry=telemetry,
+        cosim=cosim,
     )

@@ -10,6 +10,7 @@ from twinmesh.crdt import EntitySchema, FieldKind, FieldSpec
 from twinmesh.crdt.demo_models import PUMP_SCHEMAS
 
 from ._shared_models import MODEL_DOCUMENT, MODEL_SCHEMA
+from .cosim._registry import COSIM_SCHEMAS
 from .dtdl import ModelRegistry
 
 __all__ = ["AUDIT_ENTITY", "AUDIT_MODEL", "SHIPPED_MODELS", "load_registry", "load_schemas"]
@@ -49,6 +50,7 @@ def load_schemas(
     schemas: dict[str, EntitySchema] = dict(PUMP_SCHEMAS)
     schemas[AUDIT_MODEL] = AUDIT
     schemas[MODEL_DOCUMENT] = MODEL_SCHEMA
+    schemas.update(COSIM_SCHEMAS)  # the fleet's FMU registry and deployments
     for dtmi in registry:
         schemas[dtmi] = registry.entity_schema(dtmi)
     return schemas

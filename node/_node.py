@@ -44,6 +44,7 @@ from ._models import AUDIT_ENTITY, AUDIT_MODEL, load_registry, load_schemas
 from ._shared_models import SharedModels
 from ._signing import load_fleet_public_key, load_identity
 from ._store import Store
+from .cosim._service import CosimService
 from .telemetry import TelemetryConfigError, TelemetryService, tag_specs
 
 __all__ = ["Node", "NodeMetrics"]
@@ -93,6 +94,12 @@ class Node:
             self.telemetry = TelemetryService(
                 config.telemetry, specs, node_name=config.name, clock=clock
             )
+        # Co-simulation (node/cosim): None when the node has no [cosim] or no telemetry.
+        self.cosim: CosimService | None = None
+        if config.cosim is not None and self.telemetry is not None:
+            self.cosim = CosimService(
+                config.cosim, telemetry=self.telemetry, data_dir=config.data_dir, clock=clock
+            )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -139,6 +146,11 @@ class Node:
         if self.telemetry is not None:
             await self._create_asset_twins()
             await self.telemetry.open()
+        if self.cosim is not None:
+            await self.cosim.open()
+            from .cosim._registry import publish_deployment
+
+            await publish_deployment(self)
 
     async def _create_asset_twins(self) -> None:
         """The twin of every configured asset exists, with this node as its home.
@@ -206,8 +218,12 @@ class Node:
         """Start ingesting (the adapters connect); after :meth:`open`."""
         if self.telemetry is not None:
             self.telemetry.start()
+        if self.cosim is not None:
+            self.cosim.start()
 
     async def close(self) -> None:
+        if self.cosim is not None:
+            await self.cosim.close()
         if self.telemetry is not None:
             await self.telemetry.close()
         if self.store is not None:

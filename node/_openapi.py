@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cosim._api import OPENAPI_PATHS as COSIM_PATHS
+
 __all__ = ["openapi_document"]
 
 _ERROR = {
@@ -319,5 +321,6 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/metrics": {"get": _op("Prometheus metrics", None, "text exposition format")},
             "/healthz": {"get": _op("Liveness", None, "ok")},
             "/openapi.json": {"get": _op("This document", None, "OpenAPI 3.1")},
+            **COSIM_PATHS,
         },
     }

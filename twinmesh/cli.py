@@ -22,6 +22,7 @@ _GROUPS: tuple[str, ...] = (
     "twinmesh.node.fleet.cli",
     "twinmesh.node.security.cli",
     "twinmesh.node.dtdl.cli",
+    "twinmesh.node.cosim.cli",
     "twinmesh.sim.cli",
     "twinmesh.adapters.synthetic.cli",
 )

@@ -158,10 +158,11 @@ class Master:
         for (fname, var), value in system.inputs.items():
             node = self._nodes[index[fname]]
             self._external[(fname, var)] = (index[fname], node.in_names.index(var))
-            if not isinstance(value, str):
-                node.in_port[1][node.in_names.index(var)] = value
-            else:
-                node.in_port[1][node.in_names.index(var)] = node.slave.var(var).start or 0.0
+            # Constants (and the start of telemetry-fed inputs) as set at initialisation.
+            given = overrides.get((fname, var))
+            if given is None:
+                given = value if not isinstance(value, str) else node.slave.var(var).start or 0.0
+            node.in_port[1][node.in_names.index(var)] = given
         for node in self._nodes:
             if node.out_port is not None:
                 node.slave.get_port(node.out_port)
