@@ -15,10 +15,11 @@ co-simulation starts from. The master steps on its own fixed grid; an
 observation at ``ts`` is compared with the outputs at the communication
 point nearest to it.
 
-*Start.* From the twin's current state: the first time every telemetry input
-and every ``[initial]`` telemetry (the winding temperature) has a good sample,
-those values initialise the FMUs (``T_start`` = the observed temperature) and
-the input start values, and the master starts at ``origin``.
+*Start.* From the twin's current state: once every telemetry input has a good
+sample and every ``[initial]`` telemetry (the winding temperature) ten good
+ones, their mean initialises the FMUs (``T_start``: one reading's noise would
+offset a state with a 15-minute time constant for that long), and the master
+starts at ``origin``, the newest of those samples.
 
 *Inputs.* A sample describes the interval that ends at it (the plant's
 readings are computed that way: the thermal state at tick n integrates the
@@ -128,6 +129,10 @@ class AssetCoupling:
         self._pending: list[tuple[float, int, Sample]] = []  # (ts, seq, observation)
         self._seq = 0
         self._latest_initial: dict[str, Sample] = {}
+        #: The last few good observations of each initial telemetry: the start state
+        #: is their mean, so one noisy reading does not offset a slow state for tau.
+        self._recent_initial: dict[str, deque[float]] = {n: deque(maxlen=10) for n in self.initial}
+        self._last_used: dict[str, _In | None] = {}
         self._step_src = system.step / time_scale  # source seconds per master step
         self._fmu_hash = hashlib.sha256(
             "".join(e.info.sha256 for e in system.fmus.values()).encode()
@@ -186,6 +191,7 @@ class AssetCoupling:
             self._add_input(name, sample)
         if name in self.initial and not (sample.quality & HELD_FLAGS):
             self._latest_initial[name] = sample
+            self._recent_initial[name].append(float(sample.value))
         if name in self.outputs and (self.origin is None or sample.source_ts >= self.origin):
             self._seq += 1
             bisect.insort(self._pending, (sample.source_ts, self._seq, sample))
@@ -214,7 +220,7 @@ class AssetCoupling:
     def _try_start(self) -> bool:
         if any(name not in self._last_good for name in self.inputs):
             return False
-        if any(name not in self._latest_initial for name in self.initial):
+        if any(len(self._recent_initial[n]) < self._recent_initial[n].maxlen for n in self.initial):
             return False
         origin = max(
             [s.source_ts for s in self._latest_initial.values()]
@@ -223,7 +229,7 @@ class AssetCoupling:
         values: dict[tuple[str, str], float] = {}
         for name, targets in self.initial.items():
             for fv in targets:
-                values[fv] = float(self._latest_initial[name].value)
+                values[fv] = sum(self._recent_initial[name]) / len(self._recent_initial[name])
         for name, targets in self.inputs.items():
             first = next(
                 (x for x in self._queues[name] if x.ts >= origin and not x.quality & HELD_FLAGS),
@@ -231,6 +237,7 @@ class AssetCoupling:
             )
             for fv in targets:
                 values[fv] = first.value
+            self._last_used[name] = first
         try:
             self.master = self._make_master(values)
         except FmuStepError as exc:
@@ -327,6 +334,9 @@ class AssetCoupling:
                 continue
             if m.k > k_before:
                 self._set_held(held_now, ts)
+                self._last_used = used
+            else:
+                used = self._last_used
             # Observations at a point already reached share its inputs and its marks.
             self._pending.pop(0)
             out += self._emit(obs, now, held=bool(self._held), used=used, exact=True)
