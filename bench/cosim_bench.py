@@ -25,16 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import Report, best_of_each  # noqa: E402
+from _report import Report, best_of_each
 
-from twinmesh.adapters import Provenance, Quality, Sample  # noqa: E402
-from twinmesh.adapters.synthetic._config import load_config  # noqa: E402
-from twinmesh.adapters.synthetic._outputs import node_cosim_toml  # noqa: E402
-from twinmesh.adapters.synthetic._physics import MotorParams  # noqa: E402
-from twinmesh.adapters.synthetic._plant import AssetSimulator  # noqa: E402
-from twinmesh.node.cosim import BuiltinFmus, Master, inspect_fmu, load_system  # noqa: E402
-from twinmesh.node.cosim._coupling import AssetCoupling, TagInfo  # noqa: E402
-from twinmesh.node.cosim._settings import SHIPPED_SYSTEMS  # noqa: E402
+from twinmesh.adapters import Provenance, Quality, Sample
+from twinmesh.adapters.synthetic._config import load_config
+from twinmesh.adapters.synthetic._outputs import node_cosim_toml
+from twinmesh.adapters.synthetic._physics import MotorParams
+from twinmesh.adapters.synthetic._plant import AssetSimulator
+from twinmesh.node.cosim import BuiltinFmus, Master, inspect_fmu, load_system
+from twinmesh.node.cosim._coupling import AssetCoupling, TagInfo
+from twinmesh.node.cosim._settings import SHIPPED_SYSTEMS
 
 SYSTEM = SHIPPED_SYSTEMS / "motor.toml"
 PLANT = """
