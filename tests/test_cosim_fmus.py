@@ -118,3 +118,28 @@ def test_a_load_outside_the_models_validity_fails_the_step_with_its_reason(
         with pytest.raises(FmuStepError) as err:
             s.do_step(0.01, 0.01)
     assert "outside the model's validity" in str(err.value) and err.value.status == 3
+
+
+def test_without_a_c_compiler_the_node_says_so_and_couples_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import types
+
+    from twinmesh.node.cosim._service import CosimService
+    from twinmesh.node.cosim._settings import SHIPPED_SYSTEMS, CosimAsset, CosimSettings
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr("shutil.which", lambda _name: None)
+    settings = CosimSettings(
+        fmu_dir=tmp_path / "fmus",
+        assets=(CosimAsset(entity="p/l/motor-1", system=SHIPPED_SYSTEMS / "motor.toml"),),
+    )
+    svc = CosimService(settings, telemetry=types.SimpleNamespace(specs={}), data_dir=tmp_path)
+    asyncio.run(svc.open())
+    status = svc.status("p/l/motor-1")
+    assert status is not None and status["state"] == "unavailable"
+    assert "no C compiler" in status["reason"] and "without expected values" in status["reason"]
+    assert svc.couplings == {}
+    svc.start()  # nothing to run: no task, ingest untouched
+    assert svc._task is None
