@@ -40,7 +40,7 @@ history = true
 name = "motor-1"
 kind = "motor"
 
-# Faults start 12 s in: the node is up and subscribed by then.
+# Faults start 8 s in: the node is up and subscribed by then.
 [[asset]]
 name = "motor-2"
 kind = "motor"
@@ -49,7 +49,7 @@ thermal_time_constant = 20.0
 [[asset.fault]]
 id = "motor-2-cooling"
 kind = "cooling_failure"
-start = 12
+start = 8
 duration = 600
 severity = 0.7
 
@@ -60,7 +60,7 @@ kind = "motor"
 id = "motor-3-current-drift"
 kind = "sensor_drift"
 telemetry = "current"
-start = 12
+start = 8
 duration = 600
 offset = 4.0
 ramp = 3
@@ -118,7 +118,7 @@ def test_plant_node_couples_its_motors_and_the_fleet_sees_its_fmus(fleet) -> Non
     assert lineage["points"] and lineage["points"][-1]["inputs"][0]["telemetry"] == "load"
 
     # Faults: wait until 8 s of them are stored.
-    fault_from = start + 16
+    fault_from = start + 12
     wait_until(
         lambda: len(values(fleet, M3, "current.residual", fault_from)) > 40,
         40,
