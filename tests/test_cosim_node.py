@@ -64,8 +64,13 @@ start = 8
 duration = 600
 offset = 4.0
 ramp = 3
+
+# Co-simulated with a model valid only up to 10 % load: its doStep fails at once.
+[[asset]]
+name = "motor-4"
+kind = "motor"
 """
-M1, M2, M3 = (f"plant-a/line-1/motor-{i}" for i in (1, 2, 3))
+M1, M2, M3, M4 = (f"plant-a/line-1/motor-{i}" for i in (1, 2, 3, 4))
 
 
 def samples(fleet: Fleet, entity: str, name: str) -> list[dict[str, Any]]:
@@ -75,6 +80,16 @@ def samples(fleet: Fleet, entity: str, name: str) -> list[dict[str, Any]]:
 
 def values(fleet: Fleet, entity: str, name: str, after: float) -> list[float]:
     return [s["value"] for s in samples(fleet, entity, name) if s["source_ts"] >= after]
+
+
+def _fail_motor_4(text: str) -> str:
+    blocks = text.split("[[cosim.asset]]")
+    return "[[cosim.asset]]".join(
+        b.replace("parameters = { ", 'parameters = { "electrical.max_load" = 10.0, ')
+        if '"plant-a/line-1/motor-4"' in b
+        else b
+        for b in blocks
+    )
 
 
 @pytest.fixture
@@ -87,7 +102,9 @@ def fleet(tmp_path: Path):  # type: ignore[no-untyped-def]
         files = plant.ready["files"]
         snippet = tmp_path / "node-extra.toml"
         snippet.write_text(
-            Path(files["node_telemetry"]).read_text() + "\n" + Path(files["node_cosim"]).read_text()
+            Path(files["node_telemetry"]).read_text()
+            + "\n"
+            + _fail_motor_4(Path(files["node_cosim"]).read_text())
         )
         with running_fleet(tmp_path / "fleet", plants=2, telemetry={"plant-a": snippet}) as f:
             yield f, plant
@@ -161,7 +178,11 @@ def test_plant_node_couples_its_motors_and_the_fleet_sees_its_fmus(fleet) -> Non
     )
     assert absurd.status == 422 and "86400" in absurd.json["reason"]
 
+    # The FMU that failed mid-run: that asset stopped with the reason, the rest went on.
+    failed = cosim(M4)
+    assert failed["state"] == "failed" and "outside the model's validity" in failed["reason"]
     metrics = fleet.metrics("plant-a")
+    assert metrics[("twinmesh_cosim_failures_total", frozenset({("entity", M4)}))] == 1
     assert metrics[("twinmesh_cosim_steps_total", frozenset({("entity", M1)}))] > 0
     paths = fleet.ok("plant-a", "GET", "/openapi.json", role=None)["paths"]
     assert {"/v1/assets/{entity}/cosim", "/v1/assets/{entity}/whatif", "/v1/fmus"} <= set(paths)
