@@ -214,3 +214,24 @@ def test_a_failing_step_stops_the_master_with_the_fmus_reason(fmus: BuiltinFmus)
             m.step()
     assert "electrical" in str(err.value) or "motor_electrical" in str(err.value)
     assert "outside the model's validity" in str(err.value)
+
+
+def test_version_skew_across_the_fleet_is_listed_per_fmu() -> None:
+    from twinmesh.node.cosim._registry import skew
+
+    v1 = {"name": "motor_thermal", "version": "1.0.0", "sha256": "a" * 64}
+    v2 = {"name": "motor_thermal", "version": "2.0.0", "sha256": "b" * 64}
+    el = {"name": "motor_electrical", "version": "1.0.0", "sha256": "c" * 64}
+    deploys = {
+        "plant-a": {"a/l/m1": {"fmus": {"thermal": v1, "electrical": el}}},
+        "plant-b": {"b/l/m1": {"fmus": {"thermal": v2, "electrical": el}}},
+    }
+    assert skew(deploys) == [
+        {
+            "fmu": "motor_thermal",
+            "versions": {
+                "1.0.0 (aaaaaaaaaaaa)": ["plant-a:a/l/m1"],
+                "2.0.0 (bbbbbbbbbbbb)": ["plant-b:b/l/m1"],
+            },
+        }
+    ]
