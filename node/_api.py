@@ -46,6 +46,7 @@ from ._entity_ids import EntityIdError, check_entity_id
 from ._models import AUDIT_ENTITY
 from ._openapi import openapi_document
 from ._tokens import Role, TokenError, TokenIssuer
+from .cosim._api import add_routes as add_cosim_routes
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -619,6 +620,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
     add_telemetry_routes(routes, node, require)
     add_model_routes(routes, node, require)
     app = web.Application(middlewares=[observe], client_max_size=node.config.max_body_bytes)
+    add_cosim_routes(app, node, tokens)
     app.add_routes(routes)
     app.on_shutdown.append(end_feeds)
     from .web import add_routes as add_web_routes  # late: node/web imports this module

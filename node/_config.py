@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config_keys import NODE_TABLES, ConfigError, check_keys, check_top_level
+from .cosim._settings import CosimConfigError, CosimSettings, parse_cosim
 from .telemetry._settings import TelemetryConfigError, TelemetrySettings, parse_telemetry
 
 __all__ = ["NODE_TABLES", "ConfigError", "NodeConfig", "PeerConfig", "check_keys", "load_config"]
@@ -96,6 +97,7 @@ class NodeConfig:
     # writes, tokens, gossip timers): the one way to run a skewed replica on a
     # machine whose clock all processes share (chaos clock faults).
     clock_offset: float = 0.0
+    cosim: CosimSettings | None = None  # [cosim]; None: no co-simulation
 
     @property
     def gossip_url(self) -> str:
@@ -196,6 +198,10 @@ def _parse(raw: dict[str, Any], path: Path, rel: Any, table: Any) -> NodeConfig:
         telemetry = parse_telemetry(raw, rel=rel, data_dir=data_dir)
     except TelemetryConfigError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        cosim = parse_cosim(raw, rel=rel, data_dir=data_dir)
+    except CosimConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return NodeConfig(
         name=name,
         role=role,
@@ -217,4 +223,5 @@ def _parse(raw: dict[str, Any], path: Path, rel: Any, table: Any) -> NodeConfig:
         evict_after=_get(gossip, "evict_after", float, "gossip", 7 * 24 * 3600.0),
         telemetry=telemetry,
         clock_offset=clock_offset,
+        cosim=cosim,
     )

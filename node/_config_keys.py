@@ -29,6 +29,7 @@ NODE_TABLES: frozenset[str] = frozenset(
         "peers",
         "telemetry",
         "adapter",
+        "cosim",  # node/cosim/_settings.py
     }
 )
 

@@ -25,6 +25,7 @@ from yarl import URL
 from twinmesh.crdt import RemoteProtocolError
 from twinmesh.sync import BatchRefused, Outgoing
 
+from .cosim._registry import add_gossip_routes as add_fmu_binary_route
 from .security import PeerIdentityError, check_peer_identity, peer_node_name
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def gossip_app(node: Node) -> web.Application:
         )
 
     app.router.add_post("/v1/gossip", receive)
+    add_fmu_binary_route(app, node)  # FMU binaries by hash (node/cosim/_registry.py)
     return app
 
 

@@ -122,6 +122,8 @@ def render_metrics(node: Node) -> str:
     )
     if node.telemetry is not None and node.telemetry.buffer is not None:
         _telemetry_metrics(node, metric)
+    if node.cosim is not None:
+        lines += node.cosim.metric_lines()
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ from twinmesh.crdt.demo_models import PUMP_SCHEMAS
 
 from ._shared_models import MODEL_DOCUMENT, MODEL_SCHEMA
 from .commands._log import COMMANDS_MODEL, COMMANDS_SCHEMA
+from .cosim._registry import COSIM_SCHEMAS
 from .dtdl import ModelRegistry
 
 __all__ = ["AUDIT_ENTITY", "AUDIT_MODEL", "SHIPPED_MODELS", "load_registry", "load_schemas"]
@@ -51,6 +52,7 @@ def load_schemas(
     schemas[AUDIT_MODEL] = AUDIT
     schemas[COMMANDS_MODEL] = COMMANDS_SCHEMA  # node/commands: signed commands and outcomes
     schemas[MODEL_DOCUMENT] = MODEL_SCHEMA
+    schemas.update(COSIM_SCHEMAS)  # the fleet's FMU registry and deployments
     for dtmi in registry:
         schemas[dtmi] = registry.entity_schema(dtmi)
     return schemas

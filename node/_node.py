@@ -45,6 +45,7 @@ from ._shared_models import SharedModels
 from ._signing import load_fleet_public_key, load_identity
 from ._store import Store
 from .commands._service import CommandService
+from .cosim._service import CosimService
 from .lifecycle import Lifecycle
 from .telemetry import TelemetryConfigError, TelemetryService, check_asset_ids, tag_specs
 
@@ -98,6 +99,12 @@ class Node:
             self.telemetry = TelemetryService(
                 config.telemetry, specs, node_name=config.name, clock=clock
             )
+        # Co-simulation (node/cosim): None when the node has no [cosim] or no telemetry.
+        self.cosim: CosimService | None = None
+        if config.cosim is not None and self.telemetry is not None:
+            self.cosim = CosimService(
+                config.cosim, telemetry=self.telemetry, data_dir=config.data_dir, clock=clock
+            )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -145,6 +152,11 @@ class Node:
             await self._create_asset_twins()
             await self.telemetry.open()
         await self.commands.open()
+        if self.cosim is not None:
+            await self.cosim.open()
+            from .cosim._registry import publish_deployment
+
+            await publish_deployment(self)
 
     async def _create_asset_twins(self) -> None:
         """The twin of every configured asset exists, with this node as its home.
@@ -213,9 +225,13 @@ class Node:
         if self.telemetry is not None:
             self.telemetry.start()
         self.commands.start()
+        if self.cosim is not None:
+            self.cosim.start()
 
     async def close(self) -> None:
         await self.commands.close()
+        if self.cosim is not None:
+            await self.cosim.close()
         if self.telemetry is not None:
             await self.telemetry.close()
         if self.store is not None:

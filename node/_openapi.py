@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._entity_ids import ENTITY_ID_PATTERN
+from .cosim._api import OPENAPI_PATHS as COSIM_PATHS
 
 __all__ = ["openapi_document"]
 
@@ -332,5 +333,6 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/healthz": {"get": _op("Liveness", None, "ok")},
             "/openapi.json": {"get": _op("This document", None, "OpenAPI 3.1")},
             **web_paths(),  # node/web and node/commands
+            **COSIM_PATHS,
         },
     }

@@ -296,7 +296,7 @@ class OpcUaMapping:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OpcUaMapping:
         """``{"subscription": {...intervals...}, "node": [{node_id|browse_path, entity, ...}]}``."""
-        _only(data, ("subscription", "node"), "")
+        _only(data, ("subscription", "node", "command"), "")
         sub = data.get("subscription", {})
         if not isinstance(sub, Mapping):
             raise MappingError("[subscription] must be a table")
@@ -344,6 +344,7 @@ class OpcUaMapping:
         }
         commands = []
         for i, raw in enumerate(_list_of_tables(data, "command")):
+            _only(raw, ("node_id", "entity", "command"), f"command[{i}]")
             try:
                 commands.append(
                     CommandBinding(

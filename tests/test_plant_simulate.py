@@ -188,7 +188,15 @@ def test_ready_line_and_plant_json(plant: dict[str, Any]) -> None:
         "opcua_mapping",
         "mqtt_mapping",
         "node_telemetry",
+        "node_cosim",
     }
+    # The [cosim] table for the node parses with the node's own loader.
+    from twinmesh.node.cosim._settings import parse_cosim
+
+    cosim = parse_cosim(
+        tomllib.loads(Path(info["files"]["node_cosim"]).read_text()), rel=Path, data_dir=out
+    )
+    assert cosim is not None
     # The tables for the node's config parse with the node's own loader.
     tables = tomllib.loads(Path(info["files"]["node_telemetry"]).read_text())
     settings = parse_telemetry(tables, rel=Path, data_dir=out)

@@ -25,6 +25,7 @@ _GROUPS: tuple[str, ...] = (
     "twinmesh.node.client.cli",
     "twinmesh.node.security.cli",
     "twinmesh.node.dtdl.cli",
+    "twinmesh.node.cosim.cli",
     "twinmesh.sim.cli",
     "twinmesh.adapters.synthetic.cli",
 )

@@ -73,6 +73,11 @@ def _plant_names(plants: int) -> list[str]:
     return [f"plant-{letters[i]}" if i < 26 else f"plant-{i + 1}" for i in range(plants)]
 
 
+#: The tables a ``--telemetry`` file may add to a plant node's config: what the
+#: plant simulator writes (telemetry, adapters, co-simulation) and the scoring.
+_APPENDABLE_TABLES = ("telemetry", "adapter", "cosim")
+
+
 def _check_telemetry_file(path: Path, text: str, node_dir: Path) -> None:
     """Validate a ``--telemetry`` file on its own, so an error names the user's file.
 
@@ -85,25 +90,24 @@ def _check_telemetry_file(path: Path, text: str, node_dir: Path) -> None:
 
     from .._config_keys import ConfigError, check_keys
     from .._models import load_registry
+    from ..cosim._settings import CosimConfigError, parse_cosim
     from ..telemetry import TelemetryConfigError, check_asset_ids, parse_telemetry, tag_specs
 
     try:
         raw = tomllib.loads(text)
-        check_keys(raw, ("telemetry", "adapter"), "")
-        settings = parse_telemetry(
-            raw,
-            rel=lambda p: Path(p) if Path(p).is_absolute() else (node_dir / p).resolve(),
-            data_dir=node_dir / "data",
-        )
+        check_keys(raw, _APPENDABLE_TABLES, "")
+        rel = lambda p: Path(p) if Path(p).is_absolute() else (node_dir / p).resolve()  # noqa: E731
+        settings = parse_telemetry(raw, rel=rel, data_dir=node_dir / "data")
         if settings is None:
             raise TelemetryConfigError("has neither [telemetry] nor [[adapter]] tables")
+        parse_cosim(raw, rel=rel, data_dir=node_dir / "data")
         tag_specs(settings.assets, load_registry())
         check_asset_ids(settings, home=node_dir.name)
     except tomllib.TOMLDecodeError as exc:
         raise FleetError(f"--telemetry {path}: not valid TOML: {exc}") from None
     except ConfigError as exc:
         raise FleetError(f"--telemetry {path}: {exc.reason}") from None
-    except TelemetryConfigError as exc:
+    except (TelemetryConfigError, CosimConfigError) as exc:
         raise FleetError(f"--telemetry {path}: {exc}") from None
 
 

@@ -13,6 +13,10 @@
 * ``ground-truth.jsonl`` — one JSON object per fault (:mod:`._truth`),
   rewritten atomically as faults start and end and when the run stops.
 * ``plant.json`` — pid, endpoints, start time: how to reach this run.
+* ``node-cosim.toml`` — the ``[cosim]`` table that couples each motor to the
+  node's shipped motor system (node/cosim/systems/motor.toml), its nameplate
+  parameters from the plant config; append it to the node config beside
+  ``node-telemetry.toml`` to get expected and residual series.
 * ``node-telemetry.toml`` — the ``[telemetry]`` and ``[[adapter]]`` tables a
   node's config needs to ingest this plant (absolute paths to the files
   above); append it to a node config, or pass it to ``twinmesh fleet up
@@ -39,12 +43,14 @@ __all__ = [
     "ASSETS_FILE",
     "GROUND_TRUTH_FILE",
     "MQTT_MAPPING_FILE",
+    "NODE_COSIM_FILE",
     "NODE_TELEMETRY_FILE",
     "OPCUA_MAPPING_FILE",
     "PLANT_FILE",
     "assets_toml",
     "ground_truth_jsonl",
     "mqtt_mapping_toml",
+    "node_cosim_toml",
     "node_telemetry_toml",
     "opcua_mapping_toml",
     "write_atomic",
@@ -56,6 +62,7 @@ ASSETS_FILE = "assets.toml"
 GROUND_TRUTH_FILE = "ground-truth.jsonl"
 PLANT_FILE = "plant.json"
 NODE_TELEMETRY_FILE = "node-telemetry.toml"
+NODE_COSIM_FILE = "node-cosim.toml"
 
 _PUBLISHING_MS = 250.0
 
@@ -175,6 +182,44 @@ def node_telemetry_toml(config: PlantConfig, *, opcua_endpoint: str | None) -> s
             'name = "opcua"',
             f"url = {_s(opcua_endpoint)}",
             f"mapping = {_s(str(out / OPCUA_MAPPING_FILE))}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+#: MotorParams field -> the FMU parameters of node/cosim/systems/motor.toml it sets.
+_MOTOR_COSIM = {
+    "rated_current": ("electrical.rated_current", "thermal.rated_current"),
+    "magnetising_current": ("electrical.magnetising_share",),
+    "poles": ("electrical.poles", "controller.poles"),
+    "rated_slip": ("electrical.rated_slip",),
+    "supply_frequency": ("electrical.rated_frequency",),
+    "rated_temperature_rise": ("thermal.rated_rise",),
+    "constant_loss_share": ("thermal.constant_loss_share",),
+    "thermal_time_constant": ("thermal.tau",),
+}
+
+
+def node_cosim_toml(config: PlantConfig) -> str:
+    """The [cosim] table for the plant's motors: nameplate data, not their faults."""
+    lines = _header(config, f"Co-simulation of {config.site}'s motors; append to the node config")
+    lines += ["[cosim]", ""]
+    for a in config.assets:
+        if a.kind != "motor":
+            continue
+        params = {"thermal.ambient": config.ambient_temperature}
+        for field_name, targets in _MOTOR_COSIM.items():
+            for t in targets:
+                params[t] = float(getattr(a.params, field_name))
+        # The drive runs at the supply frequency: its setpoint is synchronous speed.
+        params["controller.f_start"] = float(a.params.supply_frequency)
+        params["controller.speedSetpoint"] = 120.0 * a.params.supply_frequency / a.params.poles
+        lines += [
+            "[[cosim.asset]]",
+            f"entity = {_s(a.entity)}",
+            'system = "motor"',
+            f"time_scale = {_num(config.time_scale)}",
+            "parameters = { " + ", ".join(f"{_s(k)} = {_num(v)}" for k, v in params.items()) + " }",
             "",
         ]
     return "\n".join(lines)

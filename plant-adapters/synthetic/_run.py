@@ -41,12 +41,14 @@ from ._outputs import (
     ASSETS_FILE,
     GROUND_TRUTH_FILE,
     MQTT_MAPPING_FILE,
+    NODE_COSIM_FILE,
     NODE_TELEMETRY_FILE,
     OPCUA_MAPPING_FILE,
     PLANT_FILE,
     assets_toml,
     ground_truth_jsonl,
     mqtt_mapping_toml,
+    node_cosim_toml,
     node_telemetry_toml,
     opcua_mapping_toml,
     write_atomic,
@@ -176,6 +178,7 @@ async def simulate(
         if publisher is not None:
             write_atomic(out / MQTT_MAPPING_FILE, mqtt_mapping_toml(config))
         write_atomic(out / ASSETS_FILE, assets_toml(config))
+        write_atomic(out / NODE_COSIM_FILE, node_cosim_toml(config))
         write_atomic(
             out / NODE_TELEMETRY_FILE,
             node_telemetry_toml(config, opcua_endpoint=server.endpoint if server else None),
@@ -261,6 +264,7 @@ def _describe(config: PlantConfig, start: float, server: PlantOpcUaServer | None
         "assets": ASSETS_FILE,
         "ground_truth": GROUND_TRUTH_FILE,
         "node_telemetry": NODE_TELEMETRY_FILE,
+        "node_cosim": NODE_COSIM_FILE,
     }
     if server is not None:
         files["opcua_mapping"] = OPCUA_MAPPING_FILE
