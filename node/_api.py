@@ -348,7 +348,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
         require(request, Role.VIEWER)
         engine = node.engine
         assert engine is not None
-        now = node.clock()
+        now = node.monotonic()  # engine contact times are monotonic
         lag = engine.lag()
         members = []
         for name, last in engine.last_contact().items():

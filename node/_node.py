@@ -34,6 +34,7 @@ from twinmesh.sync import (
     Compacted,
     MemberInfo,
     Outgoing,
+    ProofStored,
     SnapshotStored,
     SyncConfig,
     SyncEngine,
@@ -66,9 +67,20 @@ class NodeMetrics:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
-        self.clock = clock  # the only wall clock; the pure core receives its readings
+        # One clock per purpose. ``clock`` is wall time: it stamps writes (the
+        # hybrid clock's physical part) and telemetry. ``monotonic`` drives the
+        # sync engine's timers, timeouts and eviction, which measure durations
+        # and must not jump when the wall clock is stepped.
+        self.clock = clock
+        self.monotonic = monotonic
         self.metrics = NodeMetrics()
         self.registry = load_registry()
         shipped = frozenset(self.registry)
@@ -100,7 +112,7 @@ class Node:
         cfg = self.config
         self._fatal = asyncio.get_running_loop().create_future()
         self.store = await Store.open(cfg.data_dir / "node.sqlite")
-        now = self.clock()
+        now = self.monotonic()
         seeds = [
             MemberInfo(
                 credential=self.identity.credential, address=cfg.gossip_url, last_contact=now
@@ -167,18 +179,22 @@ class Node:
                 )
 
     async def _replay(self) -> None:
-        """Rebuild state and engine from the store (event sourcing)."""
+        """Rebuild state and engine from the store (event sourcing).
+
+        Replay observes every hybrid timestamp it joins (``now_ms``: our wall
+        clock), so the hybrid clock restarts past every write the node had
+        seen: a later local label write cannot lose to an earlier one."""
         assert self.store is not None and self.engine is not None
+        now_ms = int(self.clock() * 1000)
         snap = await self.store.get_meta("snapshot")
         vv: dict[str, int] = {}
         if snap is not None:
             restored = decode_state(snap, replica=self.config.name, schemas=self.schemas)
-            self.state.merge(restored)
-            snap_vv = await self.store.meta_prefix("snapshot-vv:")
-            vv = {k.split(":", 1)[1]: int(v) for k, v in snap_vv.items()}
+            self.state.merge(restored, now_ms=now_ms)
+            vv = await self.store.snapshot_vv()
         ops = await self.store.ops()
         for op in ops:
-            self.state.apply_many([op.delta])
+            self.state.apply_many([op.delta], now_ms=now_ms)
             vv[op.origin] = max(vv.get(op.origin, 0), op.seq)
         batches = await self.store.batches()
         own_sealed = max((b.last for b in batches if b.origin == self.config.name), default=0)
@@ -186,11 +202,12 @@ class Node:
         unsealed = [
             op.delta for op in ops if op.origin == self.config.name and op.seq >= own_unsealed_from
         ]
-        floors = {
-            k.split(":", 1)[1]: int(v) for k, v in (await self.store.meta_prefix("floor:")).items()
-        }
         self.engine.load_durable(
-            vv=VersionVector(vv), batches=batches, floor=floors, unsealed=unsealed
+            vv=VersionVector(vv),
+            batches=batches,
+            floor=await self.store.floors(),
+            unsealed=unsealed,
+            proofs=await self.store.proofs(),
         )
         # Our own members list: peers from the config are seeds until gossip fills in.
         for peer in self.config.peers:
@@ -298,13 +315,11 @@ class Node:
                     for d in entry.applied
                 ]
             elif isinstance(entry, SnapshotStored):
-                rows.append(Store.meta_row("snapshot", encode_state(self.state)))
-                rows += [
-                    Store.meta_row(f"snapshot-vv:{origin}", str(n).encode())
-                    for origin, n in entry.vv.items()
-                ]
+                rows += Store.snapshot_rows(encode_state(self.state), entry.vv.items())
             elif isinstance(entry, Compacted):
                 rows += Store.compact_rows(entry.origin, entry.floor)
+            elif isinstance(entry, ProofStored):
+                rows += Store.proof_rows(entry.key, entry.batch)
         try:
             await self.store.write_rows(rows)
         except Exception as exc:

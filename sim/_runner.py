@@ -16,7 +16,10 @@ Phases (FoundationDB's simulation tests; Jepsen's "final generator"):
 
 Time: the engines get the virtual clock (monotonic, like aioquic's
 ``loop.time()``): timers, timeouts and eviction work on true elapsed time,
-so a clock fault cannot stall gossip. Each replica's *wall* clock —
+so a clock fault cannot stall gossip. It starts at ``t0`` (``MONOTONIC_T0``
+by default, far from zero like a real host's clock), so a core that mistook
+an absolute reading for a duration fails here as it would in production;
+the verdicts do not depend on ``t0`` (tests/test_sim_clocks.py). Each replica's *wall* clock —
 ``EPOCH`` + virtual time + its skew, which faults set and jump — is what its
 writes are stamped with (``now_ms``), which is what clock skew affects in a
 real node: the hybrid clock of labels and the provisional choice of shared
@@ -62,9 +65,20 @@ from ._swarm import SwarmDraw, draw_swarm
 from ._trace import Trace
 from ._workload import Workload, WorkloadStats
 
-__all__ = ["EPOCH", "DecodeMemo", "RunResult", "Simulation", "VerifyMemo", "run_scenario"]
+__all__ = [
+    "EPOCH",
+    "MONOTONIC_T0",
+    "DecodeMemo",
+    "RunResult",
+    "Simulation",
+    "VerifyMemo",
+    "run_scenario",
+]
 
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: replicas' wall clocks start here
+#: Where the engines' monotonic clock starts: a realistic reading (a node passes
+#: time.monotonic(), and a test of the old bug passed time.time(), ~1.77e9).
+MONOTONIC_T0 = 1_770_000_000.0
 
 
 class VerifyMemo:
@@ -206,8 +220,10 @@ class Simulation:
         verify_cache: bool = True,
         command: str = "",
         lag_samples: int = 120,
+        t0: float = MONOTONIC_T0,
     ) -> None:
         self.seed = seed
+        self.t0 = t0
         self.command = command
         rngs = Rngs(seed)
         self.swarm_draw: SwarmDraw | None = None
@@ -240,7 +256,7 @@ class Simulation:
                 address=n,
                 config=scenario.sync,
                 rng=rngs.get(f"engine:{n}"),
-                now=0.0,
+                now=t0,
                 verify=verify,
                 decode=decode,
             )
@@ -331,7 +347,7 @@ class Simulation:
             return
         n.up = True
         n.crashed[-1][1] = self.loop.now
-        n.engine.restart(self.loop.now)
+        n.engine.restart(self.t0 + self.loop.now)
         self.trace.record(self.loop.now, "restart", node)
         self._after(n)
 
@@ -353,7 +369,7 @@ class Simulation:
             for o in out:
                 send(n.name, o.peer, o.data)
         if n.up:
-            nt = engine.next_timer()
+            nt = engine.next_timer() - self.t0
             if nt != n.timer_at:
                 n.timer_at = nt
                 n.token += 1
@@ -365,7 +381,8 @@ class Simulation:
         if token != n.token or not n.up:
             return
         n.timer_at = math.inf
-        n.engine.handle_timer(self.loop.now)
+        # max(): t0 + (timer - t0) may round an ulp below the timer itself.
+        n.engine.handle_timer(max(self.t0 + self.loop.now, n.engine.next_timer()))
         self._after(n)
 
     def _vv_changed(self, n: _Node) -> None:
@@ -417,7 +434,9 @@ class Simulation:
         self.findings.checked("no-refusals")
         events: list[Event]
         try:
-            events = n.engine.receive(data, now=now, peer=src)
+            events = n.engine.receive(
+                data, now=self.t0 + now, peer=src, wall_ms=self.wall_ms(n.name)
+            )
         except RemoteProtocolError as exc:
             self.findings.fail(
                 "no-refusals", f"t={now:.3f}: {n.name} refused a message from {src}: {exc.reason}"

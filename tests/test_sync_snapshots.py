@@ -26,7 +26,6 @@ from twinmesh.crdt.demo_models import PUMP, PUMP_SCHEMAS
 from twinmesh.sync import (
     Outgoing,
     PeerState,
-
     Snapshot,
     SnapshotApplied,
     SyncConfig,
@@ -59,7 +58,12 @@ def _fleet() -> Link:
 
 def _snapshot_from_c(link: Link, state: ReplicaState, vv: dict[str, int]) -> bytes:
     return encode_message(
-        Snapshot(sender="c", vv=VersionVector(vv), state=encode_state(state), digest=None)
+        Snapshot(
+            sender="c",
+            vv=VersionVector(vv),
+            state=encode_state(state),
+            digest=VersionVector(vv),
+        )
     )
 
 
@@ -98,8 +102,7 @@ def test_an_unsolicited_snapshot_is_refused_with_a_reason_and_counted() -> None:
 def _ask_c(link: Link) -> None:
     """a sends c a digest: a now awaits c's answer (and would take a snapshot)."""
     a = link["a"]
-    a.members["c"].state = PeerState.AWAITING
-    a.members["c"].asked_at = link.now
+    a.expect_reply("c", link.now)
 
 
 def test_a_solicited_snapshot_cannot_inflate_an_origin_beyond_what_it_signed() -> None:
@@ -197,9 +200,8 @@ def test_an_honest_snapshot_still_catches_a_member_up_and_proves_every_origin() 
         a.handle_timer(link.now)
         link.take("a")
     assert a.floor.get("a") == 2
-    assert a.members["b"].state is PeerState.EVICTED
-    b.members["a"].state = PeerState.AWAITING
-    b.members["a"].asked_at = link.now
+    assert a.horizon(link.now)["a"] == 2  # b, silent, no longer holds compaction back
+    b.expect_reply("a", link.now)
     link.deliver("b", Outgoing(peer="a", address="a", data=_digest_bytes(b)))
     (reply,) = link.take("a")
     message = decode_message(reply.data)
