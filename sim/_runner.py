@@ -40,6 +40,7 @@ from twinmesh.crdt import (
     ReplicaState,
     VersionVector,
     decode_deltas,
+    encode_state,
     state_digest,
 )
 from twinmesh.crdt.demo_models import PUMP_SCHEMAS
@@ -54,6 +55,7 @@ from twinmesh.sync import (
     verify_signature,
 )
 
+from ._byzantine import FORGED, lie
 from ._checkers import Findings, Verdict, compare_replica
 from ._faults import FaultController, FaultRecord
 from ._loop import EventLoop
@@ -288,6 +290,10 @@ class Simulation:
             nodes=self.names,
         )
         self.checks_rng = rngs.get("checks")
+        self.lies_rng = rngs.get("byzantine")
+        self.byzantine: set[str] = set()  # members lying right now
+        self._liars: set[str] = set()  # members that ever lied
+        self.lies_told = 0
         self.phase = "safety"
         self.heal_at: float | None = None
         self.converged_at: float | None = None
@@ -355,6 +361,14 @@ class Simulation:
         self.nodes[node].skew = seconds
         self.trace.record(self.loop.now, "skew", node, repr(seconds))
 
+    def set_byzantine(self, node: str, lying: bool) -> None:
+        if lying:
+            self.byzantine.add(node)
+            self._liars.add(node)
+        else:
+            self.byzantine.discard(node)
+        self.trace.record(self.loop.now, "byzantine", node, repr(lying))
+
     def jump_clock(self, node: str, seconds: float) -> None:
         self.nodes[node].skew += seconds
         self.trace.record(self.loop.now, "jump", node, repr(seconds))
@@ -366,8 +380,15 @@ class Simulation:
         out = engine.messages_to_send()
         if out:
             send = self.network.send
+            lying = n.name in self.byzantine and n.up
             for o in out:
                 send(n.name, o.peer, o.data)
+                if lying:
+                    told = lie(engine, self.lies_rng)
+                    if told is not None:
+                        self.lies_told += 1
+                        self.trace.record(self.loop.now, "lie", n.name, o.peer, told[0])
+                        send(n.name, o.peer, told[1])
         if n.up:
             nt = engine.next_timer() - self.t0
             if nt != n.timer_at:
@@ -438,9 +459,15 @@ class Simulation:
                 data, now=self.t0 + now, peer=src, wall_ms=self.wall_ms(n.name)
             )
         except RemoteProtocolError as exc:
-            self.findings.fail(
-                "no-refusals", f"t={now:.3f}: {n.name} refused a message from {src}: {exc.reason}"
-            )
+            if src in self.byzantine or src in self._liars:
+                # A liar's message refused: what must happen. (Its lies may
+                # still be in flight after its fault ended.)
+                self.findings.checked("byzantine-refused")
+            else:
+                self.findings.fail(
+                    "no-refusals",
+                    f"t={now:.3f}: {n.name} refused a message from {src}: {exc.reason}",
+                )
             events = []
         oracle = self.oracle
         for ev in events:
@@ -572,6 +599,7 @@ class Simulation:
         self.phase = "liveness"
         self.workload.stop()
         self.faults.stop()
+        self.byzantine.clear()
         self._healed_links = {
             (a, b)
             for a in self.names
@@ -632,6 +660,14 @@ class Simulation:
                     "liveness",
                     f"converged after {rounds:.1f} rounds, bound {bound} (goal {goal})",
                 )
+        if self._liars:
+            # No forged value visible anywhere, the liar's own state included
+            # (its engine is honest: it only ever holds what it was told).
+            for name, n in self.nodes.items():
+                findings.checked("byzantine-refused")
+                if FORGED.encode() in encode_state(n.engine.state):
+                    findings.fail("byzantine-refused", f"{name} holds a value a relay forged")
+            findings.checked("byzantine-refused", self.lies_told)
         # Final: every replica against every acknowledged write.
         for name in self.names:
             self._compare(name, final=True, when="final")
