@@ -24,7 +24,7 @@ from typing import Any
 
 import aiosqlite
 
-from twinmesh.crdt import Delta, decode_deltas, encode_deltas
+from twinmesh.crdt import DecodeLimits, Delta, decode_deltas, encode_deltas
 from twinmesh.sync import SignedBatch
 
 __all__ = ["OpRecord", "Store"]
@@ -64,6 +64,12 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+
+#: The op log is our own writing, checked when it was made: replay reads it
+#: with room to spare, so that a row written under older, looser limits (a
+#: 65,537-byte value acknowledged before the write path checked sizes) can
+#: never stop the node from starting again.
+_STORED_LIMITS = DecodeLimits(max_string=16 * 1024 * 1024, max_value_bytes=16 * 1024 * 1024)
 
 FLOOR_PREFIX = "floor:"
 SNAPSHOT_VV_PREFIX = "snapshot-vv:"
@@ -296,7 +302,7 @@ class Store:
         out = []
         async with self._db.execute(sql, params) as cur:
             async for origin, seq, body, applied_ms in cur:
-                (delta,) = decode_deltas(bytes(body))
+                (delta,) = decode_deltas(bytes(body), limits=_STORED_LIMITS)
                 out.append(OpRecord(origin=origin, seq=seq, delta=delta, applied_ms=applied_ms))
         return out
 
