@@ -96,6 +96,8 @@ class Node:
         self.engine: SyncEngine | None = None
         self.feed: set[asyncio.Queue[dict[str, Any]]] = set()
         self._pending: list[Outgoing] = []  # engine output not yet handed to a transport
+        # Commits of local writes that are joined in memory but not yet on disk.
+        self._committing: set[asyncio.Future[None]] = set()
         self._fatal: asyncio.Future[None] | None = None
         self.telemetry: TelemetryService | None = None
         if config.telemetry is not None:
@@ -274,13 +276,19 @@ class Node:
                     self.fail(exc)
                 raise  # the first mutator raises before any change
             done.append((delta, self.engine.commit(delta, durable=False)))
-        try:
-            await self.store.append_local_many(
+        commit = asyncio.ensure_future(
+            self.store.append_local_many(
                 self.config.name, [(seq, d) for d, seq in done], int(self.clock() * 1000)
             )
+        )
+        self._committing.add(commit)
+        try:
+            await asyncio.shield(commit)
         except Exception as exc:
             self.fail(exc)
             raise
+        finally:
+            self._committing.discard(commit)
         self.engine.mark_durable(done[-1][1])
         self.metrics.writes += len(done)
         for delta, _ in done:
@@ -293,6 +301,22 @@ class Node:
                 }
             )
         return done
+
+    async def settled(self) -> None:
+        """Return once no local write is joined in memory but not yet durable.
+
+        Issue 17: ``write_many`` joins a mutation in memory, then awaits its
+        commit. A read in that window would hand out a context covering the
+        write's dot; if the process then died, the write never existed, replay
+        rebuilds the field's dot counter without it, and the next write to
+        the field gets the same dot — which the old token then covers, so a
+        write back with it silently overwrites an acknowledged write. Readers
+        wait here, and read in the same event-loop step in which this returns,
+        so what they see is durable. (The guarantee: readers never get a
+        context covering a non-durable write. Dots of writes that never
+        became durable may be reused; no one outside ever saw them.)"""
+        while self._committing:
+            await asyncio.wait(set(self._committing))
 
     async def persist_journal(self) -> None:
         """Write what the engine did (sealed, received, compacted) to disk.

@@ -182,8 +182,8 @@ def draw_swarm(base: Scenario, rng: random.Random) -> tuple[Scenario, SwarmDraw]
                 where=f"swarm-crash[{i}]",
             )
         )
-    # A Byzantine relay (sim/_byzantine.py), drawn from its own stream so the
-    # draws above stay what they were for every seed.
+    # A Byzantine relay (sim/_byzantine.py), drawn from a stream of its own
+    # (seeded by one draw, so the draws above stay what they were per seed).
     liar_rng = random.Random(rng.random())
     if _maybe(liar_rng, 0.3):
         faults.append(

@@ -169,3 +169,55 @@ def test_replay_reads_an_op_stored_under_the_old_looser_limits(
             await again.close()
 
     assert asyncio.run(scenario()) is None
+
+
+def test_a_read_waits_out_the_commit_window_of_a_local_write(fleet: Fleet, tmp_path: Path) -> None:
+    """Issue 17: between joining a local write in memory and its commit, a
+    read must not hand out a context covering it. The commit window is held
+    open by a store whose commit waits on an event (real SQLite behind it);
+    ``Node.settled`` — what every API GET awaits — returns only once the
+    write is on disk, and the write's row is there when it does."""
+    import dataclasses
+
+    config = dataclasses.replace(
+        load_config(Path(fleet.nodes["plant-a"]["config"])), data_dir=tmp_path / "data"
+    )
+
+    async def scenario() -> None:
+        node = Node(config)
+        await node.open()
+        assert node.store is not None
+        try:
+            await node.write(lambda s: s.create("plant-a/window-pump", PUMP, author="t"))
+            release = asyncio.Event()
+            entered = asyncio.Event()
+            real = node.store.append_local_many
+
+            async def slow(*args: object, **kw: object) -> None:
+                entered.set()
+                await release.wait()
+                await real(*args, **kw)  # type: ignore[arg-type]
+
+            node.store.append_local_many = slow  # type: ignore[method-assign]
+            write = asyncio.create_task(
+                node.write(
+                    lambda s: s.write(
+                        "plant-a/window-pump", SHARED, "in-flight", author="t", now_ms=0
+                    )
+                )
+            )
+            await entered.wait()  # joined in memory, commit held open
+            assert node.state.entity("plant-a/window-pump").value(SHARED) == "in-flight"
+            reader = asyncio.create_task(node.settled())
+            for _ in range(20):
+                await asyncio.sleep(0)  # let the reader run as far as it can
+            assert not reader.done(), "a read would see a write that is not durable"
+            release.set()
+            await asyncio.wait_for(reader, 10)
+            assert write.done() and not write.exception()
+            ops = await node.store.ops(entity="plant-a/window-pump")
+            assert any(op.delta.field == SHARED for op in ops)
+        finally:
+            await node.close()
+
+    asyncio.run(scenario())
