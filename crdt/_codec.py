@@ -39,7 +39,7 @@ from ._errors import LocalProtocolError, RemoteProtocolError
 from ._mvregister import MVRegister, Sibling
 from ._orset import ORSet
 from ._scalars import GrowOnlyLog, LWWRegister, PNCounter, SingleWriterRegister
-from ._schema import EntitySchema, FieldKind, check_plain_value
+from ._schema import MAX_VALUE_BYTES, EntitySchema, FieldKind, check_plain_value
 from ._state import Delta, ReplicaState
 from ._text import TextCrdt
 from ._values import canonical, value_bytes
@@ -86,8 +86,8 @@ class DecodeLimits:
 
     max_bytes: int = 64 * 1024 * 1024
     max_items: int = 1_000_000  # any one array or map
-    max_string: int = 64 * 1024
-    max_value_bytes: int = 64 * 1024
+    max_string: int = MAX_VALUE_BYTES  # the write path's limit (crdt/_schema.py)
+    max_value_bytes: int = MAX_VALUE_BYTES
 
 
 DEFAULT_LIMITS = DecodeLimits()

@@ -28,4 +28,12 @@ class LocalProtocolError(TwinmeshError):
 
 
 class RemoteProtocolError(TwinmeshError):
-    """A peer sent input we refuse (malformed, forged, out of bounds); nothing was changed."""
+    """A peer sent input we refuse (malformed, forged, out of bounds); nothing was changed.
+
+    ``kind`` names the class of refusal for counters and for the peer's answer
+    (``"sequence-gap"``, ``"unsolicited-snapshot"``, ...): a typed field, so
+    nobody has to parse it back out of the human-readable ``reason``."""
+
+    def __init__(self, reason: str, *, kind: str = "malformed-message") -> None:
+        super().__init__(reason)
+        self.kind = kind

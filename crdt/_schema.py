@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from ._errors import LocalProtocolError
+from ._values import value_bytes
 
 __all__ = [
     "MAX_VALUE_BYTES",
@@ -28,7 +29,20 @@ __all__ = [
     "check_plain_value",
 ]
 
-#: Upper bound on one encoded field value; larger values belong in a blob store.
+#: Upper bound on one encoded field value (canonical msgpack, value_bytes);
+#: larger values belong in a blob store. The one limit the others follow:
+#:
+#: * a write whose value is larger is refused before it is acknowledged
+#:   (FieldSpec.check_value: the API answers 422 with this reason);
+#: * the codec refuses the same (DecodeLimits.max_value_bytes and
+#:   max_string are this number), so nothing a replica accepts is refused by
+#:   another: before, a 65,534-character string (65,537 bytes encoded) was
+#:   acknowledged, refused by every peer and wedged replay at restart;
+#: * a delta is one value plus ids, so a batch of one delta is at most a few
+#:   hundred bytes over it; the engine sends a lone batch even when it is
+#:   larger than ``max_message_bytes``, and a receiver accepts messages up to
+#:   2 x max_message_bytes + 64 KiB, so such a batch always travels;
+#: * the HTTP body limit (``max_body_bytes``, 4 MiB, 413 beyond) is far above.
 MAX_VALUE_BYTES = 64 * 1024
 _MAX_VALUE_DEPTH = 8
 
@@ -70,6 +84,7 @@ class ValueType(StrEnum):
 
 
 _isfinite = math.isfinite
+_FAST_STR_CHARS = MAX_VALUE_BYTES - 5
 _INT_OK = frozenset((ValueType.INTEGER, ValueType.DOUBLE, ValueType.ANY))
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -114,7 +129,9 @@ class FieldSpec:
             if (vt is ValueType.DOUBLE or vt is ValueType.ANY) and _isfinite(value):
                 return
         elif t is str:
-            if value.isascii():
+            # An ASCII str of n characters encodes to at most n + 5 bytes
+            # (msgpack str32 header), so below this length it is under the limit.
+            if len(value) <= _FAST_STR_CHARS and value.isascii():
                 if vt is ValueType.STRING or vt is ValueType.ANY:
                     return
                 if vt is ValueType.ENUM and value in self.enum_values:
@@ -124,6 +141,12 @@ class FieldSpec:
         elif t is int and vt in _INT_OK and -(2**63) <= value < 2**64:
             return
         check_plain_value(value, where=where)
+        size = len(value_bytes(value))
+        if size > MAX_VALUE_BYTES:
+            raise LocalProtocolError(
+                f"{where}: the value encodes to {size} bytes, over the limit of "
+                f"{MAX_VALUE_BYTES} bytes per field value"
+            )
         vt = self.value_type
         if vt is ValueType.ANY:
             return

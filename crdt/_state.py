@@ -404,6 +404,128 @@ class ReplicaState:
             # name the delta and field in front of their reason, as before.
             raise RemoteProtocolError(_fwhere(delta) + exc.reason) from None
 
+    def check_snapshot(
+        self, other: ReplicaState, *, claims: Mapping[str, int], have: Mapping[str, int]
+    ) -> list[tuple[str, str]]:
+        """Check a snapshot's state against the model's rules before :meth:`merge`.
+
+        ``claims`` is the vector the snapshot says it covers, ``have`` ours. A
+        snapshot is a relay's word for other origins' writes, so beyond what
+        ``check`` asks of a delta it must not contradict what we already hold:
+        for an origin it brings nothing new of (``claims[o] <= have[o]``) it may
+        carry no write of that origin we have not seen, and no write of any
+        origin beyond ``claims``. Raises ``RemoteProtocolError`` (kind
+        ``invalid-snapshot``); returns the reported fields whose value the
+        merge would change, which the caller must see proven by a batch their
+        home signed (a single-writer register's value is the home's alone)."""
+        unproven: list[tuple[str, str]] = []
+
+        def bad(reason: str) -> RemoteProtocolError:
+            return RemoteProtocolError(f"invalid-snapshot: {reason}", kind="invalid-snapshot")
+
+        def new_of(replica: str) -> bool:
+            return claims.get(replica, 0) > have.get(replica, 0)
+
+        for entity_id in sorted(other.entities):
+            theirs = other.entities[entity_id]
+            header = theirs.header
+            mine = self.entities.get(entity_id)
+            if mine is not None and mine.header != header:
+                raise bad(
+                    f"{entity_id} is a {header.model} at home {header.home}; here it is a "
+                    f"{mine.header.model} at home {mine.header.home}"
+                )
+            if mine is None and header.home != FLEET_HOME and not new_of(header.home):
+                raise bad(f"{entity_id}: its home {header.home} made no write we lack")
+            schema = self.schemas.get(header.model)
+            if schema is None:
+                raise bad(f"{entity_id}: unknown model {header.model!r}")
+            for name, state in sorted(theirs.fields.items()):
+                where = f"{entity_id}.{name}"
+                spec = schema.fields.get(name)
+                if spec is None or type(state) is not FIELD_TYPES[spec.kind]:
+                    raise bad(f"{where}: not a field of {header.model}, or of the wrong kind")
+                ours = mine.fields.get(name) if mine is not None else None
+                try:
+                    self._check_snapshot_field(
+                        state, ours, header, where, claims=claims, new_of=new_of
+                    )
+                    if isinstance(state, SingleWriterRegister) and state.seq:
+                        spec.check_value(state.value, where=where)
+                        if not isinstance(ours, SingleWriterRegister) or ours.join(state) != ours:
+                            unproven.append((entity_id, name))
+                    elif isinstance(state, MVRegister):
+                        for sib in state.siblings.values():
+                            spec.check_value(sib.value, where=where)
+                    elif isinstance(state, LWWRegister) and state.time is not None:
+                        spec.check_value(state.value, where=where)
+                    elif isinstance(state, GrowOnlyLog):
+                        for key, event in state.entries.items():
+                            spec.check_value(event, where=f"{where}[{key}]")
+                except LocalProtocolError as exc:
+                    raise bad(exc.reason) from None
+        return unproven
+
+    @staticmethod
+    def _check_snapshot_field(
+        state: FieldState,
+        ours: FieldState | None,
+        header: EntityHeader,
+        where: str,
+        *,
+        claims: Mapping[str, int],
+        new_of: Any,
+    ) -> None:
+        def bad(reason: str) -> RemoteProtocolError:
+            return RemoteProtocolError(
+                f"invalid-snapshot: {where}: {reason}", kind="invalid-snapshot"
+            )
+
+        def dots_ok(ctx_dots: Any, known: CausalContext | None) -> None:
+            # Field-level dot counters count one replica's writes to this field,
+            # so none exceeds that replica's replica-level count.
+            for dot in ctx_dots:
+                if dot.counter > claims.get(dot.replica, 0):
+                    raise bad(f"write {dot} lies beyond the snapshot's vector")
+                if not new_of(dot.replica) and (known is None or dot not in known):
+                    raise bad(f"write {dot} is one we would have had: {dot.replica} never made it")
+
+        if isinstance(state, MVRegister):
+            known = ours.ctx if isinstance(ours, MVRegister) else None
+            # Siblings only: a delta's siblings are always its origin's own
+            # writes, but its context may cover others' writes transitively, so
+            # a context dot proves nothing about the relay's vector.
+            dots_ok(state.siblings, known)
+            if isinstance(ours, MVRegister):
+                for dot, sib in state.siblings.items():
+                    mine = ours.siblings.get(dot)
+                    if mine is not None and mine != sib:
+                        raise bad(f"write {dot} holds another value than the one we have")
+        elif isinstance(state, ORSet):
+            known = ours.ctx if isinstance(ours, ORSet) else None
+            dots_ok([d for ds in state.entries.values() for d in ds], known)
+        elif isinstance(state, SingleWriterRegister):
+            if state.seq and state.writer != header.home:
+                raise bad(f"reported state is written only at home {header.home}")
+            if state.seq > claims.get(header.home, 0):
+                raise bad(f"reported write #{state.seq} lies beyond the snapshot's vector")
+        elif isinstance(state, LWWRegister):
+            if state.time is not None:
+                if claims.get(state.replica, 0) < 1:
+                    raise bad(f"label written by {state.replica}, who made no write")
+                if not new_of(state.replica):
+                    mine_l = ours if isinstance(ours, LWWRegister) else LWWRegister()
+                    if mine_l.join(state) != mine_l:
+                        raise bad(f"a label write of {state.replica} we would have had")
+        elif isinstance(state, PNCounter):
+            mine_c = ours if isinstance(ours, PNCounter) else PNCounter()
+            for totals, my_totals in ((state.pos, mine_c.pos), (state.neg, mine_c.neg)):
+                for r, n in totals.items():
+                    if claims.get(r, 0) < 1:
+                        raise bad(f"counter total of {r}, who made no write")
+                    if not new_of(r) and n > my_totals.get(r, 0):
+                        raise bad(f"counter total of {r} beyond every increment {r} made")
+
     def _join(self, delta: Delta) -> None:
         # Only for deltas that passed ``check`` or that a mutator here made, so
         # the field's CRDT type is already the schema's (``Entity.merge_field``

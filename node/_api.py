@@ -399,7 +399,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
         require(request, Role.VIEWER)
         engine = node.engine
         assert engine is not None
-        now = node.clock()
+        now = node.monotonic()  # engine contact times are monotonic
         lag = engine.lag()
         members = []
         for name, last in engine.last_contact().items():
@@ -619,7 +619,18 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
 
     add_telemetry_routes(routes, node, require)
     add_model_routes(routes, node, require)
-    app = web.Application(middlewares=[observe], client_max_size=node.config.max_body_bytes)
+    @web.middleware
+    async def settled(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # A read never hands out a context covering a write that is not yet
+        # durable (issue 17): a crash could take that write back and a later
+        # write reuse its dot. Node.settled: no such write is in memory.
+        if request.method == "GET" and request.path != "/v1/feed":
+            await node.settled()
+        return await handler(request)
+
+    app = web.Application(
+        middlewares=[observe, settled], client_max_size=node.config.max_body_bytes
+    )
     add_cosim_routes(app, node, tokens)
     app.add_routes(routes)
     app.on_shutdown.append(end_feeds)

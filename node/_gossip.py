@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,28 @@ __all__ = ["GossipClient", "gossip_app"]
 log = logging.getLogger("twinmesh.gossip")
 NODE_HEADER = "X-Twinmesh-Node"
 MAX_REPLIES = 64
+
+
+class RefusedByPeer(Exception):
+    """The peer answered 4xx: it is up and says *our* message was bad (a bug or
+    a version mismatch on our side), not that it is unreachable."""
+
+    def __init__(self, status: int, kind: str, reason: str) -> None:
+        super().__init__(f"{status} {kind}: {reason}")
+        self.status = status
+        self.kind = kind
+        self.reason = reason
+
+
+def log_engine_refusals(node: Node) -> None:
+    """Log, with its reason, every refusal the engine counted since last time
+    (bad batches, key mismatches, members not vouched for, unsolicited snapshots)."""
+    engine = node.engine
+    if engine is None or not engine.metrics.refused:
+        return
+    for kind, reason in engine.metrics.refused:
+        log.warning("sync refused (%s): %s", kind, reason)
+    engine.metrics.refused.clear()
 
 
 def _refuse(node: Node, status: int, reason: str, kind: str) -> web.Response:
@@ -62,9 +85,14 @@ def gossip_app(node: Node) -> web.Application:
         except web.HTTPRequestEntityTooLarge:
             return _refuse(node, 413, "gossip body over the limit", "body-too-large")
         try:
-            events = engine.receive(body, now=node.clock(), peer=peer)
+            events = engine.receive(
+                body, now=node.monotonic(), peer=peer, wall_ms=int(node.clock() * 1000)
+            )
         except RemoteProtocolError as exc:
-            return _refuse(node, 400, exc.reason, "malformed-message")
+            engine.metrics.refused.clear()  # logged just below, once
+            return _refuse(node, 400, exc.reason, exc.kind)
+        finally:
+            log_engine_refusals(node)
         await node.persist_journal()
         refused = [e.reason for e in events if isinstance(e, BatchRefused)]
         if refused:
@@ -124,7 +152,7 @@ class GossipClient:
         self._session = aiohttp.ClientSession(timeout=timeout, connector=self._connector)
         try:
             while True:
-                now = node.clock()
+                now = node.monotonic()
                 if engine.next_timer() <= now:
                     engine.handle_timer(now)
                     node.metrics.gossip_exchanges += 1
@@ -133,7 +161,7 @@ class GossipClient:
                     task = asyncio.create_task(self._deliver(out))
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
-                delay = max(0.0, engine.next_timer() - node.clock())
+                delay = max(0.0, engine.next_timer() - node.monotonic())
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
@@ -159,19 +187,32 @@ class GossipClient:
         for _ in range(MAX_REPLIES):
             try:
                 replies = await self._post(out)
+            except RefusedByPeer as exc:
+                # Our fault, not the network's: no back-off, loud log, counted.
+                node.metrics.refuse(node.metrics.gossip_refusals, f"refused-by-peer:{exc.kind}")
+                log.error("gossip to %s: the peer refused our message (%s)", out.peer, exc)
+                return
             except (aiohttp.ClientError, TimeoutError, OSError, PeerIdentityError) as exc:
                 node.metrics.gossip_failures += 1
                 log.info("gossip to %s failed: %s", out.peer, exc)
-                engine.peer_unreachable(out.peer, node.clock())
+                engine.peer_unreachable(out.peer, node.monotonic())
                 return
             if not replies:
                 break
             for data in replies:
                 try:
-                    engine.receive(data, now=node.clock(), peer=out.peer)
+                    engine.receive(
+                        data,
+                        now=node.monotonic(),
+                        peer=out.peer,
+                        wall_ms=int(node.clock() * 1000),
+                    )
                 except RemoteProtocolError as exc:
-                    node.metrics.refuse(node.metrics.gossip_refusals, "malformed-reply")
-                    log.warning("reply from %s refused: %s", out.peer, exc.reason)
+                    node.metrics.refuse(node.metrics.gossip_refusals, f"reply-{exc.kind}")
+                    engine.metrics.refused.clear()
+                    log.warning("reply from %s refused (%s): %s", out.peer, exc.kind, exc.reason)
+                finally:
+                    log_engine_refusals(node)
             await node.persist_journal()
             follow = node.take_outgoing(out.peer)
             if not follow:
@@ -193,6 +234,16 @@ class GossipClient:
             ssl=self._ssl,
         ) as resp:
             body = await resp.read()
+            if 400 <= resp.status < 500 and resp.status not in (403, 408, 429):
+                # 400/413/422: the peer read our message and refused it. 403 is
+                # the identity check (a config matter on either side) and
+                # 408/429 are load: those stay transport failures.
+                try:
+                    answer = json.loads(body)
+                    kind, reason = str(answer["error"]), str(answer["reason"])
+                except (ValueError, KeyError, TypeError):
+                    kind, reason = "http", body[:200].decode(errors="replace")
+                raise RefusedByPeer(resp.status, kind, reason)
             if resp.status != 200:
                 reason = body[:200].decode(errors="replace")
                 raise aiohttp.ClientResponseError(

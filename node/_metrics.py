@@ -69,7 +69,7 @@ def render_metrics(node: Node) -> str:
         [(f'{{peer="{_label(p)}",direction="to"}}', a) for p, (a, _) in lag.items()]
         + [(f'{{peer="{_label(p)}",direction="from"}}', b) for p, (_, b) in lag.items()],
     )
-    now = node.clock()
+    now = node.monotonic()  # engine contact times are monotonic
     metric(
         "peer_last_contact_seconds",
         "gauge",

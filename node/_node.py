@@ -23,6 +23,7 @@ from typing import Any
 
 from twinmesh.crdt import (
     Delta,
+    RemoteProtocolError,
     ReplicaState,
     VersionVector,
     decode_state,
@@ -34,6 +35,7 @@ from twinmesh.sync import (
     Compacted,
     MemberInfo,
     Outgoing,
+    ProofStored,
     SnapshotStored,
     SyncConfig,
     SyncEngine,
@@ -69,9 +71,20 @@ class NodeMetrics:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
-        self.clock = clock  # the only wall clock; the pure core receives its readings
+        # One clock per purpose. ``clock`` is wall time: it stamps writes (the
+        # hybrid clock's physical part) and telemetry. ``monotonic`` drives the
+        # sync engine's timers, timeouts and eviction, which measure durations
+        # and must not jump when the wall clock is stepped.
+        self.clock = clock
+        self.monotonic = monotonic
         self.metrics = NodeMetrics()
         self.registry = load_registry()
         shipped = frozenset(self.registry)
@@ -86,6 +99,8 @@ class Node:
         self.engine: SyncEngine | None = None
         self.feed: set[asyncio.Queue[dict[str, Any]]] = set()
         self._pending: list[Outgoing] = []  # engine output not yet handed to a transport
+        # Commits of local writes that are joined in memory but not yet on disk.
+        self._committing: set[asyncio.Future[None]] = set()
         self._fatal: asyncio.Future[None] | None = None
         self.telemetry: TelemetryService | None = None
         self.lifecycle = Lifecycle(self)  # ISO 23247 states; decommissioned twins are archived
@@ -112,7 +127,7 @@ class Node:
         cfg = self.config
         self._fatal = asyncio.get_running_loop().create_future()
         self.store = await Store.open(cfg.data_dir / "node.sqlite")
-        now = self.clock()
+        now = self.monotonic()
         seeds = [
             MemberInfo(
                 credential=self.identity.credential, address=cfg.gossip_url, last_contact=now
@@ -185,18 +200,30 @@ class Node:
                 )
 
     async def _replay(self) -> None:
-        """Rebuild state and engine from the store (event sourcing)."""
+        """Rebuild state and engine from the store (event sourcing).
+
+        Replay observes every hybrid timestamp it joins (``now_ms``: our wall
+        clock), so the hybrid clock restarts past every write the node had
+        seen: a later local label write cannot lose to an earlier one."""
         assert self.store is not None and self.engine is not None
+        now_ms = int(self.clock() * 1000)
         snap = await self.store.get_meta("snapshot")
         vv: dict[str, int] = {}
         if snap is not None:
             restored = decode_state(snap, replica=self.config.name, schemas=self.schemas)
-            self.state.merge(restored)
-            snap_vv = await self.store.meta_prefix("snapshot-vv:")
-            vv = {k.split(":", 1)[1]: int(v) for k, v in snap_vv.items()}
+            self.state.merge(restored, now_ms=now_ms)
+            vv = await self.store.snapshot_vv()
         ops = await self.store.ops()
+        skipped = 0
         for op in ops:
-            self.state.apply_many([op.delta])
+            try:
+                self.state.apply_many([op.delta], now_ms=now_ms)
+            except RemoteProtocolError as exc:
+                # An op that breaks today's rules (written under older, looser
+                # ones; every peer refused it then): never wedge the start on
+                # it. Its sequence number stays used: a dot is never reissued.
+                skipped += 1
+                log.error("replay skips op %s:%d: %s", op.origin, op.seq, exc.reason)
             vv[op.origin] = max(vv.get(op.origin, 0), op.seq)
         batches = await self.store.batches()
         own_sealed = max((b.last for b in batches if b.origin == self.config.name), default=0)
@@ -204,11 +231,12 @@ class Node:
         unsealed = [
             op.delta for op in ops if op.origin == self.config.name and op.seq >= own_unsealed_from
         ]
-        floors = {
-            k.split(":", 1)[1]: int(v) for k, v in (await self.store.meta_prefix("floor:")).items()
-        }
         self.engine.load_durable(
-            vv=VersionVector(vv), batches=batches, floor=floors, unsealed=unsealed
+            vv=VersionVector(vv),
+            batches=batches,
+            floor=await self.store.floors(),
+            unsealed=unsealed,
+            proofs=await self.store.proofs(),
         )
         # Our own members list: peers from the config are seeds until gossip fills in.
         for peer in self.config.peers:
@@ -272,13 +300,19 @@ class Node:
                     self.fail(exc)
                 raise  # the first mutator raises before any change
             done.append((delta, self.engine.commit(delta, durable=False)))
-        try:
-            await self.store.append_local_many(
+        commit = asyncio.ensure_future(
+            self.store.append_local_many(
                 self.config.name, [(seq, d) for d, seq in done], int(self.clock() * 1000)
             )
+        )
+        self._committing.add(commit)
+        try:
+            await asyncio.shield(commit)
         except Exception as exc:
             self.fail(exc)
             raise
+        finally:
+            self._committing.discard(commit)
         self.engine.mark_durable(done[-1][1])
         self.metrics.writes += len(done)
         for delta, _ in done:
@@ -291,6 +325,22 @@ class Node:
                 }
             )
         return done
+
+    async def settled(self) -> None:
+        """Return once no local write is joined in memory but not yet durable.
+
+        Issue 17: ``write_many`` joins a mutation in memory, then awaits its
+        commit. A read in that window would hand out a context covering the
+        write's dot; if the process then died, the write never existed, replay
+        rebuilds the field's dot counter without it, and the next write to
+        the field gets the same dot — which the old token then covers, so a
+        write back with it silently overwrites an acknowledged write. Readers
+        wait here, and read in the same event-loop step in which this returns,
+        so what they see is durable. (The guarantee: readers never get a
+        context covering a non-durable write. Dots of writes that never
+        became durable may be reused; no one outside ever saw them.)"""
+        while self._committing:
+            await asyncio.wait(set(self._committing))
 
     async def persist_journal(self) -> None:
         """Write what the engine did (sealed, received, compacted) to disk.
@@ -322,13 +372,11 @@ class Node:
                     for d in entry.applied
                 ]
             elif isinstance(entry, SnapshotStored):
-                rows.append(Store.meta_row("snapshot", encode_state(self.state)))
-                rows += [
-                    Store.meta_row(f"snapshot-vv:{origin}", str(n).encode())
-                    for origin, n in entry.vv.items()
-                ]
+                rows += Store.snapshot_rows(encode_state(self.state), entry.vv.items())
             elif isinstance(entry, Compacted):
                 rows += Store.compact_rows(entry.origin, entry.floor)
+            elif isinstance(entry, ProofStored):
+                rows += Store.proof_rows(entry.key, entry.batch)
         try:
             await self.store.write_rows(rows)
         except Exception as exc:

@@ -27,10 +27,10 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 
-from twinmesh.crdt import Delta, decode_deltas, encode_deltas
+from twinmesh.crdt import DecodeLimits, Delta, decode_deltas, encode_deltas
 from twinmesh.sync import SignedBatch
 
-__all__ = ["OpRecord", "Store", "StoredBatch"]
+__all__ = ["OpRecord", "Store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ops (
@@ -53,11 +53,29 @@ CREATE TABLE IF NOT EXISTS batches (
     signature BLOB NOT NULL,
     PRIMARY KEY (origin, first)
 );
+-- Proofs the sync engine keeps through compaction (ProofStored): each origin's
+-- latest batch, the batch behind each reported value. They point into
+-- batches, whose rows compaction keeps while a proof names them.
+CREATE TABLE IF NOT EXISTS proofs (
+    key TEXT PRIMARY KEY,  -- "head\x1f<origin>" or "reported\x1f<entity>\x1f<field>"
+    origin TEXT NOT NULL,
+    first INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 );
 """
+
+
+#: The op log is our own writing, checked when it was made: replay reads it
+#: with room to spare, so that a row written under older, looser limits (a
+#: 65,537-byte value acknowledged before the write path checked sizes) can
+#: never stop the node from starting again.
+_STORED_LIMITS = DecodeLimits(max_string=16 * 1024 * 1024, max_value_bytes=16 * 1024 * 1024)
+
+FLOOR_PREFIX = "floor:"
+SNAPSHOT_VV_PREFIX = "snapshot-vv:"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,11 +84,6 @@ class OpRecord:
     seq: int
     delta: Delta
     applied_ms: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoredBatch:
-    batch: SignedBatch
 
 
 def _runs(
@@ -255,34 +268,11 @@ class Store:
             (batch.origin, batch.first, batch.last, batch.blob, batch.signature),
         )
 
-    async def append_local(self, origin: str, seq: int, delta: Delta, applied_ms: int) -> None:
-        """Durably record a write made here; returns once it is on disk."""
-        await self.append_local_many(origin, [(seq, delta)], applied_ms)
-
     async def append_local_many(
         self, origin: str, deltas: Sequence[tuple[int, Delta]], applied_ms: int
     ) -> None:
         """Durably record writes made here, in one transaction (all or none)."""
         await self._submit([self._op_row(origin, seq, d, applied_ms) for seq, d in deltas])
-
-    async def append_batch(
-        self,
-        batch: SignedBatch,
-        applied: Iterable[tuple[int, Delta]],
-        applied_ms: int,
-    ) -> None:
-        """Durably record a received batch and the deltas joined from it."""
-        await self._submit(self.batch_rows(batch, applied, applied_ms))
-
-    async def record_sealed(self, batch: SignedBatch) -> None:
-        await self._submit([self._batch_row(batch)])
-
-    async def compact(self, origin: str, floor: int) -> None:
-        """Drop relay copies wholly at or below ``floor`` (the op log stays)."""
-        await self._submit(self.compact_rows(origin, floor))
-
-    async def put_meta(self, key: str, value: bytes) -> None:
-        await self._submit([self.meta_row(key, value)])
 
     async def write_rows(self, rows: list[tuple[str, Sequence[Any]]]) -> None:
         """Durably write rows from the builders below, in one transaction.
@@ -304,15 +294,44 @@ class Store:
     def sealed_rows(cls, batch: SignedBatch) -> list[tuple[str, Sequence[Any]]]:
         return [cls._batch_row(batch)]
 
+    @classmethod
+    def proof_rows(
+        cls, key: tuple[str, ...], batch: SignedBatch
+    ) -> list[tuple[str, Sequence[Any]]]:
+        return [
+            (
+                "INSERT OR IGNORE INTO batches (origin, first, last, blob, signature)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (batch.origin, batch.first, batch.last, batch.blob, batch.signature),
+            ),
+            (
+                "INSERT OR REPLACE INTO proofs (key, origin, first) VALUES (?, ?, ?)",
+                ("\x1f".join(key), batch.origin, batch.first),
+            ),
+        ]
+
     @staticmethod
     def compact_rows(origin: str, floor: int) -> list[tuple[str, Sequence[Any]]]:
         return [
-            ("DELETE FROM batches WHERE origin = ? AND last <= ?", (origin, floor)),
+            (
+                "DELETE FROM batches WHERE origin = ? AND last <= ? AND NOT EXISTS"
+                " (SELECT 1 FROM proofs p WHERE p.origin = batches.origin"
+                " AND p.first = batches.first)",
+                (origin, floor),
+            ),
             (
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                (f"floor:{origin}", str(floor).encode()),
+                (f"{FLOOR_PREFIX}{origin}", str(floor).encode()),
             ),
         ]
+
+    @classmethod
+    def snapshot_rows(
+        cls, state: bytes, vv: Iterable[tuple[str, int]]
+    ) -> list[tuple[str, Sequence[Any]]]:
+        rows = [cls.meta_row("snapshot", state)]
+        rows += [cls.meta_row(f"{SNAPSHOT_VV_PREFIX}{o}", str(n).encode()) for o, n in vv]
+        return rows
 
     @staticmethod
     def meta_row(key: str, value: bytes) -> tuple[str, Sequence[Any]]:
@@ -349,7 +368,7 @@ class Store:
         out = []
         async with self._db.execute(sql, params) as cur:
             async for origin, seq, body, applied_ms in cur:
-                (delta,) = decode_deltas(bytes(body))
+                (delta,) = decode_deltas(bytes(body), limits=_STORED_LIMITS)
                 out.append(OpRecord(origin=origin, seq=seq, delta=delta, applied_ms=applied_ms))
         return out
 
@@ -362,6 +381,29 @@ class Store:
                 async for o, f, la, b, s in cur
             ]
 
-    async def max_seq(self) -> dict[str, int]:
-        async with self._db.execute("SELECT origin, MAX(seq) FROM ops GROUP BY origin") as cur:
-            return {o: n async for o, n in cur}
+    async def _int_meta(self, prefix: str) -> dict[str, int]:
+        out = {}
+        for key, value in (await self.meta_prefix(prefix)).items():
+            out[key[len(prefix) :]] = int(value)
+        return out
+
+    async def floors(self) -> dict[str, int]:
+        """Per origin, the compaction floor (deltas at or below it are only in snapshots)."""
+        return await self._int_meta(FLOOR_PREFIX)
+
+    async def snapshot_vv(self) -> dict[str, int]:
+        """The vector of the last snapshot persisted (empty if none)."""
+        return await self._int_meta(SNAPSHOT_VV_PREFIX)
+
+    async def proofs(self) -> list[tuple[tuple[str, ...], SignedBatch]]:
+        async with self._db.execute(
+            "SELECT p.key, b.origin, b.first, b.last, b.blob, b.signature FROM proofs p"
+            " JOIN batches b ON b.origin = p.origin AND b.first = p.first ORDER BY p.key"
+        ) as cur:
+            return [
+                (
+                    tuple(k.split("\x1f")),
+                    SignedBatch(origin=o, first=f, last=la, blob=bytes(b), signature=bytes(sg)),
+                )
+                async for k, o, f, la, b, sg in cur
+            ]

@@ -76,6 +76,8 @@ CHECKERS: dict[str, str] = {
     "vv-accounting": "engine.vv equals the oracle's account of applied deltas, gap-free",
     "idempotent-delivery": "a message delivered twice in a row changes neither state nor vv",
     "no-refusals": "an honest fleet refuses no message and no batch",
+    "byzantine-refused": "every lie a Byzantine relay tells in a snapshot is refused "
+    "(no forged value visible, no origin raised beyond what it signed)",
     "local-writes": "well-formed local writes are accepted",
 }
 

@@ -104,6 +104,8 @@ class FaultHost(Protocol):
 
     def jump_clock(self, node: str, seconds: float) -> None: ...
 
+    def set_byzantine(self, node: str, lying: bool) -> None: ...
+
 
 @dataclass(slots=True)
 class FaultRecord:
@@ -248,6 +250,13 @@ class FaultController:
             self.host.crash(spec.plant)
             record = self._open(kind, f"{spec.plant} crashed", [spec.plant], end)
             self.loop.at(end, self._guard(self._end_crash), spec.plant, record)
+        elif kind == "byzantine":
+            assert spec.plant is not None
+            self.host.set_byzantine(spec.plant, True)
+            record = self._open(
+                kind, f"{spec.plant} lies in snapshots and digests", [spec.plant], end
+            )
+            self.loop.at(end, self._guard(self._end_byzantine), spec.plant, record)
         elif kind == "clock":
             assert spec.plant is not None
             self.host.set_skew(spec.plant, spec.skew)
@@ -269,6 +278,10 @@ class FaultController:
 
     def _end_link(self, fid: int, links: list[LinkKey], record: FaultRecord) -> None:
         self.network.restore(fid, links)
+        self._close(record)
+
+    def _end_byzantine(self, node: str, record: FaultRecord) -> None:
+        self.host.set_byzantine(node, False)
         self._close(record)
 
     def _end_crash(self, node: str, record: FaultRecord) -> None:

@@ -107,7 +107,8 @@ MUTANTS: tuple[Mutant, ...] = (
     _m(
         "mv-merge-readds-overwritten",
         "crdt/_mvregister.py",
-        "        for d, s in theirs.items():\n            if d not in sctx:\n",
+        "        for d, s in theirs.items():\n"
+        "            if svv.get(d.replica, 0) < d.counter and d not in scloud:\n",
         "        for d, s in theirs.items():\n            if d not in mine:\n",
         "MVRegister.merge adopts the other side's siblings it does not hold rather "
         "than those it has never seen: a write that arrives after the write that "
@@ -198,10 +199,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "engine-restart-loses-unsealed",
         "sync/_engine.py",
         "        self._outbox.clear()\n        for member in self.members.values():\n"
-        "            member.awaiting_since = None\n",
+        "            transition(member, PeerInput.RESTART)\n",
         "        self._outbox.clear()\n        self._unsealed.clear()\n"
         "        for member in self.members.values():\n"
-        "            member.awaiting_since = None\n",
+        "            transition(member, PeerInput.RESTART)\n",
         "a restart forgets acknowledged deltas that were not sealed into a batch yet",
     ),
     _m(

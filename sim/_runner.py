@@ -16,7 +16,10 @@ Phases (FoundationDB's simulation tests; Jepsen's "final generator"):
 
 Time: the engines get the virtual clock (monotonic, like aioquic's
 ``loop.time()``): timers, timeouts and eviction work on true elapsed time,
-so a clock fault cannot stall gossip. Each replica's *wall* clock —
+so a clock fault cannot stall gossip. It starts at ``t0`` (``MONOTONIC_T0``
+by default, far from zero like a real host's clock), so a core that mistook
+an absolute reading for a duration fails here as it would in production;
+the verdicts do not depend on ``t0`` (tests/test_sim_clocks.py). Each replica's *wall* clock —
 ``EPOCH`` + virtual time + its skew, which faults set and jump — is what its
 writes are stamped with (``now_ms``), which is what clock skew affects in a
 real node: the hybrid clock of labels and the provisional choice of shared
@@ -37,6 +40,7 @@ from twinmesh.crdt import (
     ReplicaState,
     VersionVector,
     decode_deltas,
+    encode_state,
     state_digest,
 )
 from twinmesh.crdt.demo_models import PUMP_SCHEMAS
@@ -51,6 +55,7 @@ from twinmesh.sync import (
     verify_signature,
 )
 
+from ._byzantine import FORGED, lie
 from ._checkers import (
     Findings,
     Verdict,
@@ -69,9 +74,20 @@ from ._swarm import SwarmDraw, draw_swarm
 from ._trace import Trace
 from ._workload import Workload, WorkloadStats
 
-__all__ = ["EPOCH", "DecodeMemo", "RunResult", "Simulation", "VerifyMemo", "run_scenario"]
+__all__ = [
+    "EPOCH",
+    "MONOTONIC_T0",
+    "DecodeMemo",
+    "RunResult",
+    "Simulation",
+    "VerifyMemo",
+    "run_scenario",
+]
 
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: replicas' wall clocks start here
+#: Where the engines' monotonic clock starts: a realistic reading (a node passes
+#: time.monotonic(), and a test of the old bug passed time.time(), ~1.77e9).
+MONOTONIC_T0 = 1_770_000_000.0
 
 
 class VerifyMemo:
@@ -213,8 +229,10 @@ class Simulation:
         verify_cache: bool = True,
         command: str = "",
         lag_samples: int = 120,
+        t0: float = MONOTONIC_T0,
     ) -> None:
         self.seed = seed
+        self.t0 = t0
         self.command = command
         rngs = Rngs(seed)
         self.swarm_draw: SwarmDraw | None = None
@@ -247,7 +265,7 @@ class Simulation:
                 address=n,
                 config=scenario.sync,
                 rng=rngs.get(f"engine:{n}"),
-                now=0.0,
+                now=t0,
                 verify=verify,
                 decode=decode,
             )
@@ -280,6 +298,10 @@ class Simulation:
         )
         self.checks_rng = rngs.get("checks")
         self.causal_rng = rngs.get("causal-checks")  # its own stream: checks never shift a run
+        self.lies_rng = rngs.get("byzantine")
+        self.byzantine: set[str] = set()  # members lying right now
+        self._liars: set[str] = set()  # members that ever lied
+        self.lies_told = 0
         self.phase = "safety"
         self.heal_at: float | None = None
         self.converged_at: float | None = None
@@ -348,13 +370,21 @@ class Simulation:
             return
         n.up = True
         n.crashed[-1][1] = self.loop.now
-        n.engine.restart(self.loop.now)
+        n.engine.restart(self.t0 + self.loop.now)
         self.trace.record(self.loop.now, "restart", node)
         self._after(n)
 
     def set_skew(self, node: str, seconds: float) -> None:
         self.nodes[node].skew = seconds
         self.trace.record(self.loop.now, "skew", node, repr(seconds))
+
+    def set_byzantine(self, node: str, lying: bool) -> None:
+        if lying:
+            self.byzantine.add(node)
+            self._liars.add(node)
+        else:
+            self.byzantine.discard(node)
+        self.trace.record(self.loop.now, "byzantine", node, repr(lying))
 
     def jump_clock(self, node: str, seconds: float) -> None:
         self.nodes[node].skew += seconds
@@ -367,10 +397,17 @@ class Simulation:
         out = engine.messages_to_send()
         if out:
             send = self.network.send
+            lying = n.name in self.byzantine and n.up
             for o in out:
                 send(n.name, o.peer, o.data)
+                if lying:
+                    told = lie(engine, self.lies_rng)
+                    if told is not None:
+                        self.lies_told += 1
+                        self.trace.record(self.loop.now, "lie", n.name, o.peer, told[0])
+                        send(n.name, o.peer, told[1])
         if n.up:
-            nt = engine.next_timer()
+            nt = engine.next_timer() - self.t0
             if nt != n.timer_at:
                 n.timer_at = nt
                 n.token += 1
@@ -382,7 +419,8 @@ class Simulation:
         if token != n.token or not n.up:
             return
         n.timer_at = math.inf
-        n.engine.handle_timer(self.loop.now)
+        # max(): t0 + (timer - t0) may round an ulp below the timer itself.
+        n.engine.handle_timer(max(self.t0 + self.loop.now, n.engine.next_timer()))
         self._after(n)
 
     def _vv_changed(self, n: _Node) -> None:
@@ -434,11 +472,19 @@ class Simulation:
         self.findings.checked("no-refusals")
         events: list[Event]
         try:
-            events = n.engine.receive(data, now=now, peer=src)
-        except RemoteProtocolError as exc:
-            self.findings.fail(
-                "no-refusals", f"t={now:.3f}: {n.name} refused a message from {src}: {exc.reason}"
+            events = n.engine.receive(
+                data, now=self.t0 + now, peer=src, wall_ms=self.wall_ms(n.name)
             )
+        except RemoteProtocolError as exc:
+            if src in self.byzantine or src in self._liars:
+                # A liar's message refused: what must happen. (Its lies may
+                # still be in flight after its fault ended.)
+                self.findings.checked("byzantine-refused")
+            else:
+                self.findings.fail(
+                    "no-refusals",
+                    f"t={now:.3f}: {n.name} refused a message from {src}: {exc.reason}",
+                )
             events = []
         oracle = self.oracle
         touched: set[tuple[str, str | None]] = set()
@@ -551,7 +597,14 @@ class Simulation:
             )
         nodes = self.nodes
 
+        liars = self._liars
+
         def known(a: str, b: str) -> VersionVector | None:
+            # What a Byzantine relay claims to hold is a lie by construction
+            # (its digests inflate every origin); believing a liar only starves
+            # the liar, and byzantine-refused judges what it may not do.
+            if b in liars:
+                return None
             member = nodes[a].engine.members.get(b)
             return None if member is None else member.known_vv
 
@@ -622,6 +675,7 @@ class Simulation:
         self.phase = "liveness"
         self.workload.stop()
         self.faults.stop()
+        self.byzantine.clear()
         self._healed_links = {
             (a, b)
             for a in self.names
@@ -682,6 +736,14 @@ class Simulation:
                     "liveness",
                     f"converged after {rounds:.1f} rounds, bound {bound} (goal {goal})",
                 )
+        if self._liars:
+            # No forged value visible anywhere, the liar's own state included
+            # (its engine is honest: it only ever holds what it was told).
+            for name, n in self.nodes.items():
+                findings.checked("byzantine-refused")
+                if FORGED.encode() in encode_state(n.engine.state):
+                    findings.fail("byzantine-refused", f"{name} holds a value a relay forged")
+            findings.checked("byzantine-refused", self.lies_told)
         # Final: every replica against every acknowledged write.
         for name in self.names:
             self._compare(name, final=True, when="final")

@@ -95,6 +95,7 @@ FAULT_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"plant", "between", "from", "to"}) | _LINK_FIELDS,
     ),
     "crash": (frozenset({"plant", "at", "for"}), frozenset()),
+    "byzantine": (frozenset({"plant", "at", "for"}), frozenset()),
     "clock": (frozenset({"plant", "skew"}), frozenset({"at"})),
     "clock-jump": (frozenset({"plant", "at", "by"}), frozenset()),
 }
@@ -651,7 +652,7 @@ def _read_fault(r: _Reader, fleet: FleetSpec, duration: float) -> FaultSpec:
         "duration": r.duration("for", 0.0),
         "where": r.where,
     }
-    if kind in ("isolate", "crash", "clock", "clock-jump"):
+    if kind in ("isolate", "crash", "clock", "clock-jump", "byzantine"):
         spec["plant"] = _node(r, "plant", nodes)
     if kind == "partition":
         groups_raw = r.raw("groups")
@@ -727,6 +728,7 @@ def _read_fault(r: _Reader, fleet: FleetSpec, duration: float) -> FaultSpec:
             "clog",
             "link",
             "crash",
+            "byzantine",
         )
         and spec["duration"] <= 0
     ):

@@ -182,6 +182,19 @@ def draw_swarm(base: Scenario, rng: random.Random) -> tuple[Scenario, SwarmDraw]
                 where=f"swarm-crash[{i}]",
             )
         )
+    # A Byzantine relay (sim/_byzantine.py), drawn from a stream of its own
+    # (seeded by one draw, so the draws above stay what they were per seed).
+    liar_rng = random.Random(rng.random())
+    if _maybe(liar_rng, 0.3):
+        faults.append(
+            FaultSpec(
+                kind="byzantine",
+                at=liar_rng.uniform(0.0, 0.6 * d),
+                duration=liar_rng.uniform(5.0, 0.4 * d),
+                plant=liar_rng.choice(nodes),
+                where="swarm-byzantine",
+            )
+        )
     for node in nodes:
         if _maybe(rng, 0.3):
             faults.append(

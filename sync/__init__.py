@@ -10,6 +10,7 @@ from ._engine import (
     JournalEntry,
     MemberJoined,
     Outgoing,
+    ProofStored,
     SnapshotApplied,
     SnapshotStored,
     SyncConfig,
@@ -29,8 +30,10 @@ from ._messages import (
     open_batch,
     seal_batch_bytes,
 )
+from ._peers import TRANSITIONS, PeerInput, PeerState
 
 __all__ = [
+    "TRANSITIONS",
     "BatchRefused",
     "BatchStored",
     "Compacted",
@@ -47,6 +50,9 @@ __all__ = [
     "MemberJoined",
     "Message",
     "Outgoing",
+    "PeerInput",
+    "PeerState",
+    "ProofStored",
     "SignedBatch",
     "Snapshot",
     "SnapshotApplied",

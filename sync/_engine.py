@@ -65,6 +65,7 @@ from twinmesh.crdt import (
     LocalProtocolError,
     RemoteProtocolError,
     ReplicaState,
+    SingleWriterRegister,
     VersionVector,
     decode_deltas,
     decode_state,
@@ -72,7 +73,7 @@ from twinmesh.crdt import (
     encode_state,
 )
 
-from ._identity import Identity, MemberCredential, credential_bytes, verify_signature
+from ._identity import Identity, credential_bytes, verify_signature
 from ._messages import (
     Deltas,
     Digest,
@@ -86,6 +87,7 @@ from ._messages import (
     open_batch,
     seal_batch_bytes,
 )
+from ._peers import TRANSITIONS, Member, PeerInput, PeerState, transition
 
 __all__ = [
     "BatchRefused",
@@ -97,6 +99,7 @@ __all__ = [
     "JournalEntry",
     "MemberJoined",
     "Outgoing",
+    "ProofStored",
     "SnapshotApplied",
     "SnapshotStored",
     "SyncConfig",
@@ -112,6 +115,12 @@ __all__ = [
 #: slot spent on a dead peer costs one digest, so the cap need not be long to
 #: keep back-off's purpose.
 BACKOFF_MAX_ROUNDS = 8
+
+#: A peer may answer each question of ours with one snapshot; questions we ask
+#: before an answer arrives add up to this many. The cap bounds the work a
+#: liar can make us do, not what it can make us believe (every snapshot is
+#: checked); it is high because a clogged link delivers a pile of answers at once.
+MAX_SNAPSHOT_CREDITS = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +170,10 @@ class SyncConfig:
         # (a peer silent for a day or two), which crashed handle_timer.
         doublings = min(max(failures, 1) - 1, 60)
         return min(self.backoff_cap, self.backoff_first * float(2**doublings))
+
+
+def _refusal(kind: str, detail: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"{kind}: {detail}", kind=kind)
 
 
 def _last(batch: SignedBatch) -> int:
@@ -228,7 +241,20 @@ class Compacted:
     floor: int
 
 
-JournalEntry = BatchStored | SnapshotStored | Compacted
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProofStored:
+    """Journal: ``batch`` is now the proof kept under ``key`` — ``("head",
+    origin)``: the origin's latest batch; ``("reported", entity, field)``: the
+    batch that wrote a reported field's current value. Kept through compaction
+    so that any replica can prove what a snapshot it serves claims."""
+
+    key: tuple[str, ...]
+    batch: SignedBatch
+
+
+JournalEntry = BatchStored | SnapshotStored | Compacted | ProofStored
+
+_Handler = Callable[[Member, Message, float, int | None], list[Event]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,23 +277,10 @@ class EngineMetrics:
     deltas_refused: int = 0
     snapshots_sent: int = 0
     snapshots_received: int = 0
-    refusals: Counter[str] = field(default_factory=Counter)  # by reason class
-
-
-@dataclass(slots=True)
-class _Member:
-    credential: MemberCredential
-    address: str
-    last_contact: float | None = None  # our clock; None: never heard from
-    known_vv: VersionVector = field(default_factory=VersionVector)
-    failures: int = 0
-    backoff_until: float = 0.0
-    awaiting_since: float | None = None  # a digest we sent is unanswered
-    # The member-set hash this peer last told us; None: unknown (never told,
-    # or it failed since and may have lost its list). Ours differs: send ours.
-    their_members_hash: bytes | None = None
-    # known_vv as a plain dict, rebuilt when known_vv is replaced (horizon's cache)
-    known_plain: tuple[VersionVector | None, dict[str, int]] = (None, {})
+    snapshots_duplicate: int = 0  # a copy of one taken, arriving without a credit
+    refusals: Counter[str] = field(default_factory=Counter)  # by RemoteProtocolError.kind
+    # The last few refusals with their reasons (kind, reason), for a driver to log.
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 class SyncEngine:
@@ -311,6 +324,11 @@ class SyncEngine:
         self.vv = VersionVector()
         self.log: dict[str, list[SignedBatch]] = {}
         self.floor: dict[str, int] = {}  # deltas <= floor are only in snapshots
+        # Proofs kept through compaction (see ProofStored): each origin's latest
+        # batch, and the batch behind each reported field's current value.
+        self.heads: dict[str, SignedBatch] = {}
+        self.reported: dict[tuple[str, str], SignedBatch] = {}
+        self._started = now  # eviction of a member never heard from counts from here
         self._blockers: dict[str, str] = {}  # origin -> a member last seen holding compaction back
         self._unsealed: list[Delta] = []
         self._durable_seq = 0  # own deltas up to here are durable and may leave
@@ -318,8 +336,8 @@ class SyncEngine:
         self._hints: dict[str, str] = {}  # replica -> address, key not yet known
         self._pinned: dict[str, str] = {}  # replica -> configured address
         self._outbox: list[Outgoing] = []
-        self.members: dict[str, _Member] = {
-            self.replica: _Member(credential=identity.credential, address=address)
+        self.members: dict[str, Member] = {
+            self.replica: Member(credential=identity.credential, address=address)
         }
         for info in seeds:
             self._learn_member(info, now)
@@ -332,6 +350,14 @@ class SyncEngine:
         for member in self.members.values():
             member.their_members_hash = self.members_hash
         self._next_round = now + self._interval()
+        # Message dispatch (aioquic's frame handlers): the handler, and the
+        # peer-state input the message is; the transition table in ``_peers``
+        # says in which states that input is allowed.
+        self._dispatch: dict[type, tuple[_Handler, PeerInput]] = {
+            Digest: (self._on_digest, PeerInput.DIGEST),
+            Deltas: (self._on_deltas, PeerInput.DELTAS),
+            Snapshot: (self._on_snapshot, PeerInput.SNAPSHOT),
+        }
 
     # ---------------------------------------------------------------- local
 
@@ -381,7 +407,21 @@ class SyncEngine:
             )
             self.log.setdefault(self.replica, []).append(batch)
             self._journal(BatchStored(batch=batch, applied=(), local=True))
+            self._keep_proofs(batch, pending[start:end])
             start = end
+
+    def _keep_proofs(self, batch: SignedBatch, deltas: Sequence[Delta]) -> None:
+        """After ``batch`` was logged and joined: it is its origin's head, and the
+        proof of every reported value it wrote that is now current here."""
+        self.heads[batch.origin] = batch
+        self._journal(ProofStored(key=("head", batch.origin), batch=batch))
+        entities = self.state.entities
+        for d in deltas:
+            if isinstance(d.state, SingleWriterRegister) and d.field is not None:
+                current = entities[d.entity].fields.get(d.field)
+                if current == d.state:
+                    self.reported[(d.entity, d.field)] = batch
+                    self._journal(ProofStored(key=("reported", d.entity, d.field), batch=batch))
 
     def load_durable(
         self,
@@ -390,14 +430,22 @@ class SyncEngine:
         batches: Iterable[SignedBatch],
         floor: dict[str, int],
         unsealed: Sequence[Delta],
+        proofs: Iterable[tuple[tuple[str, ...], SignedBatch]] = (),
     ) -> None:
         """Restore what a store persisted (the state itself is restored by the
-        caller). ``unsealed`` are our own durable deltas not yet in a batch."""
+        caller). ``unsealed`` are our own durable deltas not yet in a batch;
+        ``batches`` may include proofs below the floor (they stay out of the log)."""
         self.vv = vv
         self.log = {}
         for batch in sorted(batches, key=lambda b: (b.origin, b.first)):
-            self.log.setdefault(batch.origin, []).append(batch)
+            if batch.last > floor.get(batch.origin, 0):
+                self.log.setdefault(batch.origin, []).append(batch)
         self.floor = dict(floor)
+        for key, batch in proofs:
+            if key[0] == "head" and len(key) == 2:
+                self.heads[key[1]] = batch
+            elif key[0] == "reported" and len(key) == 3:
+                self.reported[(key[1], key[2])] = batch
         self._unsealed = list(unsealed)
         self._durable_seq = vv[self.replica]
 
@@ -416,18 +464,21 @@ class SyncEngine:
         self._next_round = now + self._interval()
         self.metrics.rounds += 1
         for member in self.members.values():
-            since = member.awaiting_since
-            if since is not None and now - since >= self.config.reply_timeout:
+            since = member.asked_at
+            if member.state is PeerState.AWAITING and since is not None:
+                if now - since < self.config.reply_timeout:
+                    continue
                 if member.last_contact is not None and member.last_contact > since:
                     # It has spoken to us since we asked: our digest or its
                     # answer was lost, the peer is not down. No back-off.
-                    member.awaiting_since = None
+                    transition(member, PeerInput.LOST)
+                    member.asked_at = None
                 else:
-                    self._failed(member, now)
+                    self._failed(member, now, PeerInput.TIMEOUT)
         if self.config.compact:
             self._compact(now)
         for peer in self._pick_peers(now):
-            self.members[peer].awaiting_since = now
+            self.expect_reply(peer, now)
             self._send(peer, self._digest_for(peer))
         for replica, address in sorted(self._hints.items()):
             if replica in self.members:
@@ -450,13 +501,24 @@ class SyncEngine:
         candidates = sorted(
             r
             for r, m in self.members.items()
-            if r != self.replica and m.backoff_until <= now and m.awaiting_since is None
+            if r != self.replica
+            and m.state is not PeerState.AWAITING
+            and (m.state is not PeerState.BACKING_OFF or m.backoff_until <= now)
         )
         k = min(self.config.fanout, len(candidates))
         return self.rng.sample(candidates, k) if k else []
 
-    def _failed(self, member: _Member, now: float) -> None:
-        member.awaiting_since = None
+    def expect_reply(self, peer: str, now: float) -> None:
+        """We sent ``peer`` a digest (a round's, or a request for the next
+        chunk) and wait for its answer; it may answer with a snapshot."""
+        member = self.members[peer]
+        transition(member, PeerInput.ASK_ROUND)
+        member.asked_at = now
+        member.snapshot_credits = min(member.snapshot_credits + 1, MAX_SNAPSHOT_CREDITS)
+
+    def _failed(self, member: Member, now: float, why: PeerInput) -> None:
+        transition(member, why)
+        member.asked_at = None
         member.failures += 1
         # A peer that was down may come back without the members it had (a
         # node restarted on a fresh data directory): when we next reach it,
@@ -485,7 +547,7 @@ class SyncEngine:
         """The transport could not deliver to ``peer`` (connect failed, timeout)."""
         member = self.members.get(peer)
         if member is not None:
-            self._failed(member, now)
+            self._failed(member, now, PeerInput.UNREACHABLE)
 
     def restart(self, now: float) -> None:
         """Forget everything volatile (what a crash loses); durable state stays:
@@ -493,7 +555,12 @@ class SyncEngine:
         and the membership list."""
         self._outbox.clear()
         for member in self.members.values():
-            member.awaiting_since = None
+            transition(member, PeerInput.RESTART)
+            member.asked_at = None
+            # Snapshot credits stay: on a network that holds datagrams (the
+            # simulator's clogs) the answer to a question asked before the
+            # crash can still arrive, and is still an answer. A node process
+            # that restarts builds a new engine, with none.
             member.failures = 0
             member.backoff_until = 0.0
             member.their_members_hash = None
@@ -506,6 +573,12 @@ class SyncEngine:
         return out
 
     def _send(self, peer: str, message: Message) -> None:
+        if not isinstance(message, Digest) and message.digest is not None:
+            # We tell the peer our vector in a reply: it may answer with a
+            # snapshot. (A digest of ours goes out through expect_reply.)
+            member = self.members[peer]
+            transition(member, PeerInput.ASK_REPLY)
+            member.snapshot_credits = min(member.snapshot_credits + 1, MAX_SNAPSHOT_CREDITS)
         data = encode_message(message)
         self.metrics.messages_sent += 1
         self.metrics.bytes_sent += len(data)
@@ -546,10 +619,20 @@ class SyncEngine:
         lacking = sorted(o for o, n in self.vv.items() if n > their(o, 0))
         floor = self.floor.get
         if any(their(o, 0) < floor(o, 0) for o in lacking):
-            self.metrics.snapshots_sent += 1
-            return Snapshot(
-                sender=self.replica, vv=self.vv, state=encode_state(self.state), digest=digest
-            )
+            if self._durable_seq < self.vv[self.replica]:
+                # Our state holds a write of ours that is not on disk yet; a
+                # snapshot would hand it out before a crash could take it back
+                # (issue 17). The peer asks again next round.
+                if not with_digest:
+                    return None
+                return Deltas(
+                    sender=self.replica,
+                    batches=(),
+                    digest=self.vv,
+                    members_hash=self.members_hash,
+                    members=self._members_for(peer),
+                )
+            return self._snapshot(lacking, digest)
         budget = self.config.max_message_bytes - 1024
         chosen: list[SignedBatch] = []
         more = False
@@ -582,12 +665,46 @@ class SyncEngine:
             members=self._members_for(peer),
         )
 
+    def _snapshot(self, lacking: Sequence[str], digest: VersionVector | None) -> Snapshot:
+        """The whole state, with the proofs a receiver checks it against."""
+        self.metrics.snapshots_sent += 1
+        proofs: dict[tuple[str, int], SignedBatch] = {}
+        for origin in lacking:
+            head = self.heads.get(origin)
+            if head is not None:
+                proofs[(head.origin, head.first)] = head
+        for batch in self.reported.values():
+            proofs[(batch.origin, batch.first)] = batch
+        return Snapshot(
+            sender=self.replica,
+            vv=self.vv,
+            state=encode_state(self.state),
+            # Always our vector, even in a third step: it is the claim the
+            # receiver bounds the snapshot's vector by (our earlier digests may
+            # be older than what we have applied since).
+            digest=self.vv,
+            proofs=tuple(proofs[k] for k in sorted(proofs)),
+        )
+
     # ---------------------------------------------------------------- input
 
-    def receive(self, data: bytes, *, now: float, peer: str | None = None) -> list[Event]:
-        """Handle one message. Malformed input raises ``RemoteProtocolError``
-        (counted, nothing changed); refused batches inside a well-formed
-        message are reported as ``BatchRefused`` events while the rest apply."""
+    def receive(
+        self,
+        data: bytes,
+        *,
+        now: float,
+        peer: str | None = None,
+        wall_ms: int | None = None,
+    ) -> list[Event]:
+        """Handle one message. Malformed or unacceptable input raises
+        ``RemoteProtocolError`` (its ``kind`` counted, nothing changed);
+        refused batches inside a well-formed message are reported as
+        ``BatchRefused`` events while the rest apply.
+
+        ``now`` is the driver's monotonic clock (timers, eviction); ``wall_ms``
+        its wall clock, which only the hybrid clock reads (Kulkarni et al.
+        2014: a received timestamp moves it to max(own, remote, physical));
+        without it the hybrid clock still moves past every remote timestamp."""
         self.metrics.messages_received += 1
         self.metrics.bytes_received += len(data)
         try:
@@ -607,36 +724,89 @@ class SyncEngine:
             self._refuse("malformed-message", exc.reason)
             raise
         member = self.members[message.sender]
-        # A valid message is proof the peer is reachable again: clear the
-        # back-off now rather than let it run out (the wait after a heal).
+        handler, event = self._dispatch[type(message)]
+        if isinstance(message, Snapshot) and not member.snapshot_credits:
+            if all(n <= self.vv[o] for o, n in message.vv.items()):
+                # A copy of one we took (the network duplicated it): nothing
+                # in it is new, and nothing of it is merged.
+                self.metrics.snapshots_duplicate += 1
+                return events
+            event = PeerInput.UNSOLICITED_SNAPSHOT
+        try:
+            # The state machine first: an illegal input (a snapshot we did not
+            # ask for) changes nothing, not even the back-off.
+            before = member.state
+            transition(member, event)
+            try:
+                events += handler(member, message, now, wall_ms)
+            except RemoteProtocolError:
+                member.state = before  # the message was refused whole
+                raise
+        except RemoteProtocolError as exc:
+            self._refuse(exc.kind, exc.reason)
+            raise
+        return events
+
+    def _heard(self, member: Member, message: Digest | Deltas | Snapshot, now: float) -> None:
+        """A valid message is proof the peer is reachable again: clear the
+        back-off now rather than let it run out (the wait after a heal)."""
         member.last_contact = now
         member.failures = 0
         member.backoff_until = 0.0
         if not isinstance(message, Snapshot) and message.members_hash is not None:
             member.their_members_hash = message.members_hash
-        if isinstance(message, Digest):
-            member.known_vv = member.known_vv.merge(message.vv)
-            reply = self._missing_for(message.vv, with_digest=True, peer=message.sender)
-            if reply is not None:
-                self._send(message.sender, reply)
-            return events
-        member.awaiting_since = None
-        if isinstance(message, Snapshot):
-            events += self._apply_snapshot(message, now)
-        else:
-            events += self._apply_batches(message.sender, message.batches, now)
-        if message.digest is not None:
-            member.known_vv = member.known_vv.merge(message.digest)
-            reply = self._missing_for(message.digest, with_digest=False, peer=message.sender)
-            if reply is not None:
-                self._send(message.sender, reply)
-        if isinstance(message, Deltas) and message.more:
-            member.awaiting_since = now
+
+    def _on_digest(
+        self, member: Member, message: Message, now: float, wall_ms: int | None
+    ) -> list[Event]:
+        assert isinstance(message, Digest)
+        self._heard(member, message, now)
+        member.known_vv = member.known_vv.merge(message.vv)
+        reply = self._missing_for(message.vv, with_digest=True, peer=message.sender)
+        if reply is not None:
+            self._send(message.sender, reply)
+        return []
+
+    def _on_deltas(
+        self, member: Member, message: Message, now: float, wall_ms: int | None
+    ) -> list[Event]:
+        assert isinstance(message, Deltas)
+        self._heard(member, message, now)
+        member.asked_at = None
+        events = self._apply_batches(message.sender, message.batches, wall_ms)
+        self._answer(member, message.digest)
+        if message.more:
+            self.expect_reply(message.sender, now)
             self._send(message.sender, self._digest_for(message.sender))
         return events
 
+    def _on_snapshot(
+        self, member: Member, message: Message, now: float, wall_ms: int | None
+    ) -> list[Event]:
+        assert isinstance(message, Snapshot)
+        events = self._apply_snapshot(member, message, wall_ms)
+        # Only a snapshot we accept is proof of anything about its sender.
+        self._heard(member, message, now)
+        member.asked_at = None
+        member.snapshot_credits -= 1
+        self._answer(member, message.digest)
+        return events
+
+    def _answer(self, member: Member, digest: VersionVector | None) -> None:
+        """The sender told us its vector: send it what it lacks (step 3)."""
+        if digest is None:
+            return
+        member.known_vv = member.known_vv.merge(digest)
+        reply = self._missing_for(digest, with_digest=False, peer=member.credential.replica)
+        if reply is not None:
+            self._send(member.credential.replica, reply)
+
     def _refuse(self, kind: str, reason: str) -> None:
         self.metrics.refusals[kind] += 1
+        refused = self.metrics.refused
+        refused.append((kind, reason))
+        if len(refused) > 64:
+            del refused[:-64]
 
     def _learn_members(self, infos: Sequence[MemberInfo], now: float) -> list[Event]:
         events: list[Event] = []
@@ -673,19 +843,18 @@ class SyncEngine:
             return None
         address = self._pinned.get(cred.replica) or info.address
         self._hints.pop(cred.replica, None)
-        self.members[cred.replica] = _Member(credential=cred, address=address)
+        self.members[cred.replica] = Member(credential=cred, address=address)
         return MemberJoined(replica=cred.replica, address=info.address)
 
     def _apply_batches(
-        self, sender: str, batches: Sequence[SignedBatch], now: float
+        self, sender: str, batches: Sequence[SignedBatch], wall_ms: int | None
     ) -> list[Event]:
         events: list[Event] = []
         for batch in batches:
             try:
-                applied = self._apply_batch(batch, now)
+                applied = self._apply_batch(batch, wall_ms)
             except RemoteProtocolError as exc:
-                kind = exc.reason.split(":", 1)[0]
-                self._refuse(kind, exc.reason)
+                self._refuse(exc.kind, exc.reason)
                 self.metrics.deltas_refused += batch.count
                 events.append(BatchRefused(sender=sender, origin=batch.origin, reason=exc.reason))
                 continue
@@ -697,78 +866,187 @@ class SyncEngine:
                 )
         return events
 
-    def _apply_batch(self, batch: SignedBatch, now: float) -> tuple[int, int] | None:
+    def _open_signed(self, batch: SignedBatch) -> tuple[str, int, int, bytes]:
+        """Check a batch's signature and its unsigned claim; (origin, first, count, payload)."""
         member = self.members.get(batch.origin)
         if member is None:
-            raise RemoteProtocolError(f"unknown-origin: {batch.origin} is not a member")
+            raise _refusal("unknown-origin", f"{batch.origin} is not a member")
         if not self._verify(member.credential.public_key, batch.signature, batch.blob):
-            raise RemoteProtocolError(
-                f"bad-signature: batch {batch.origin}:{batch.first}..{batch.last}"
-            )
+            raise _refusal("bad-signature", f"batch {batch.origin}:{batch.first}..{batch.last}")
         origin, first, count, payload = open_batch(batch.blob)
         if origin != batch.origin or first != batch.first or first + count - 1 != batch.last:
-            raise RemoteProtocolError(
-                f"inflated-claim: batch claims {batch.origin}:{batch.first}..{batch.last}, "
-                f"{origin} signed {origin}:{first}..{first + count - 1}"
+            raise _refusal(
+                "inflated-claim",
+                f"batch claims {batch.origin}:{batch.first}..{batch.last}, "
+                f"{origin} signed {origin}:{first}..{first + count - 1}",
             )
+        return origin, first, count, payload
+
+    def _signed_deltas(self, batch: SignedBatch) -> Sequence[Delta]:
+        origin, _, count, payload = self._open_signed(batch)
+        return self._deltas_of(origin, count, payload)
+
+    def _deltas_of(self, origin: str, count: int, payload: bytes) -> Sequence[Delta]:
+        deltas = self._decode(payload)
+        if len(deltas) != count:
+            raise _refusal("malformed-batch", f"signed {count} deltas, holds {len(deltas)}")
+        for d in deltas:
+            if d.origin != origin:
+                raise _refusal("wrong-origin", f"batch of {origin} holds a delta of {d.origin}")
+        return deltas
+
+    def _apply_batch(self, batch: SignedBatch, wall_ms: int | None) -> tuple[int, int] | None:
+        origin, first, count, payload = self._open_signed(batch)
         have = self.vv[origin]
         if batch.last <= have:
             self.metrics.deltas_duplicate += batch.count
             return None
         if batch.first > have + 1:
-            raise RemoteProtocolError(
-                f"sequence-gap: we have {origin} up to {have}, batch starts at {batch.first}"
+            raise _refusal(
+                "sequence-gap", f"we have {origin} up to {have}, batch starts at {batch.first}"
             )
-        deltas = self._decode(payload)
-        if len(deltas) != count:
-            raise RemoteProtocolError(
-                f"malformed-batch: signed {count} deltas, holds {len(deltas)}"
-            )
-        for d in deltas:
-            if d.origin != origin:
-                raise RemoteProtocolError(
-                    f"wrong-origin: batch of {origin} holds a delta of {d.origin}"
-                )
+        deltas = self._deltas_of(origin, count, payload)
         fresh = list(deltas[have + 1 - first :])
         try:
-            self.state.apply_many(fresh, now_ms=int(now * 1000))
+            self.state.apply_many(fresh, now_ms=wall_ms if wall_ms is not None else 0)
         except RemoteProtocolError as exc:
-            raise RemoteProtocolError(f"invalid-delta: {exc.reason}") from None
+            raise _refusal("invalid-delta", exc.reason) from None
         self.metrics.deltas_duplicate += len(deltas) - len(fresh)
         self.metrics.deltas_received += len(fresh)
         self.vv = self.vv.advanced(origin, batch.last)
         self.log.setdefault(origin, []).append(batch)
         self._journal(BatchStored(batch=batch, applied=tuple(fresh), local=False))
+        self._keep_proofs(batch, fresh)
         return (have + 1, batch.last)
 
-    def _apply_snapshot(self, message: Snapshot, now: float) -> list[Event]:
-        snap = decode_state(message.state, replica=self.replica, schemas=self.state.schemas)
-        # A snapshot is vouched for only by the peer that sent it (it merges many
-        # origins and cannot carry their signatures); we accept it only from
-        # members, and only for origins it is ahead on.
-        self.state.merge(snap, now_ms=int(now * 1000))
+    def _apply_snapshot(
+        self, member: Member, message: Snapshot, wall_ms: int | None
+    ) -> list[Event]:
+        """Merge a snapshot we asked for, after checking it like a batch.
+
+        What a relay is trusted for, and what it cannot forge
+        ------------------------------------------------------
+        A snapshot merges many origins' writes whose batches were compacted
+        away, so it cannot carry every write's signature. What it still must
+        prove, or we refuse it whole (counted, nothing changed):
+
+        * It answers a question: only a peer we sent our vector to may send
+          one (the ``_peers`` transition table); an unsolicited snapshot is
+          refused before it is decoded.
+        * Its vector reaches no further than its sender's own digest claimed,
+          and for every origin it moves us forward on, it carries that
+          origin's signed batch ending exactly there (each replica keeps every
+          origin's latest batch through compaction for this). So no relay can
+          raise an origin's vector or floor beyond what the origin signed, and
+          no honest origin can be cut off by an inflated vector.
+        * The model's rules (``ReplicaState.check_snapshot``): entity headers
+          as we know them, values of the model's types, a reported field
+          written only by its home, no write of an origin beyond the
+          snapshot's vector, nothing of an origin the snapshot brings nothing
+          new of that we have not seen (no invented write below our vector).
+        * Every reported (home-only) value it would change is proven by the
+          batch its home signed (kept through compaction for the purpose).
+
+        What a relay is still trusted for: in multi-writer fields (shared
+        registers, labels, sets, counters, text, logs, fleet-wide entities),
+        the content of the writes *we lack* in the range the snapshot moves
+        us over. A relay could attribute a value it chose to such a write,
+        claim a write was overwritten, or leave one out; it could do all of
+        that in its own name too (any member may write these fields), which
+        is why the reported state of a physical asset — the one thing only its
+        home may say — needs a signature. Snapshots are the exception: they
+        go only to a member that was silent for longer than ``evict_after``.
+        """
+        sender = message.sender
+        claimed = (
+            member.known_vv if message.digest is None else member.known_vv.merge(message.digest)
+        )
+        for origin, n in message.vv.items():
+            # Where it brings us forward, its vector may not outrun what its
+            # sender told us it holds (its digests, or this message's).
+            if n > self.vv[origin] and n > claimed[origin]:
+                raise _refusal(
+                    "snapshot-unclaimed",
+                    f"{sender}'s snapshot claims {origin} up to {n}; its digest said "
+                    f"{claimed[origin]}",
+                )
+        heads: dict[str, SignedBatch] = {}
+        for batch in message.proofs:
+            try:
+                self._open_signed(batch)
+            except RemoteProtocolError as exc:
+                raise _refusal("snapshot-unproven", f"a proof is refused: {exc.reason}") from None
+            if batch.last == message.vv[batch.origin]:
+                heads[batch.origin] = batch
+        for origin, n in message.vv.items():
+            if n > self.vv[origin] and origin not in heads:
+                raise _refusal(
+                    "snapshot-unproven",
+                    f"{sender}'s snapshot claims {origin} up to {n} with no batch "
+                    f"{origin} signed ending there",
+                )
+        try:
+            snap = decode_state(message.state, replica=self.replica, schemas=self.state.schemas)
+        except RemoteProtocolError as exc:
+            raise _refusal("invalid-snapshot", exc.reason) from None
+        unproven = self.state.check_snapshot(snap, claims=message.vv, have=self.vv)
+        reported: dict[tuple[str, str], SignedBatch] = {}
+        if unproven:
+            writes: dict[tuple[str, str], tuple[Delta, SignedBatch]] = {}
+            for batch in message.proofs:
+                for d in self._signed_deltas(batch):
+                    if d.field is not None and isinstance(d.state, SingleWriterRegister):
+                        writes[(d.entity, d.field)] = (d, batch)
+            for key in unproven:
+                entity = snap.entities[key[0]]
+                proof = writes.get(key)
+                if (
+                    proof is None
+                    or proof[0].origin != entity.header.home
+                    or proof[0].header != entity.header
+                    or proof[0].state != entity.fields[key[1]]
+                ):
+                    raise _refusal(
+                        "snapshot-unproven",
+                        f"{key[0]}.{key[1]}: reported state with no batch its home "
+                        f"{entity.header.home} signed",
+                    )
+                reported[key] = proof[1]
+        self.state.merge(snap, now_ms=wall_ms if wall_ms is not None else 0)
         self.metrics.snapshots_received += 1
+        for origin, head in heads.items():
+            if head.last > self.vv[origin]:
+                self.heads[origin] = head
+                self._journal(ProofStored(key=("head", origin), batch=head))
+        for key, batch in reported.items():
+            self.reported[key] = batch
+            self._journal(ProofStored(key=("reported", *key), batch=batch))
         self.vv = self.vv.merge(message.vv)
         for origin, n in message.vv.items():
             if n > self.floor.get(origin, 0):
                 self.floor[origin] = n
                 self.log[origin] = [b for b in self.log.get(origin, []) if b.last > n]
         self._journal(SnapshotStored(vv=self.vv))
-        return [SnapshotApplied(sender=message.sender, vv=message.vv)]
+        return [SnapshotApplied(sender=sender, vv=message.vv)]
 
     # ---------------------------------------------------------------- compaction
 
     def _live_known(self, now: float) -> dict[str, dict[str, int]]:
         """What each live member is known to hold, as plain dicts, by replica."""
         evict_after = self.config.evict_after
+        started = self._started
         out: dict[str, dict[str, int]] = {}
         for r, m in self.members.items():
             if r == self.replica:
                 continue
-            if m.last_contact is None:
-                if now > evict_after:
-                    continue
-            elif now - m.last_contact > evict_after:
+            # Silence is measured on our monotonic clock from when we last heard
+            # from the member, or from our start if we never have: ``now`` is no
+            # duration (a wall clock at 1.77e9 s once evicted every member
+            # never heard from in the first round).
+            heard = m.last_contact if m.last_contact is not None else started
+            if now - heard > evict_after:
+                if m.state is not PeerState.EVICTED and (m.state, PeerInput.SILENT) in TRANSITIONS:
+                    transition(m, PeerInput.SILENT)
                 continue
             # Plain dicts, rebuilt only when known_vv is replaced: compaction
             # reads them every round, at 100 members the hot loop of a fleet.
@@ -854,6 +1132,3 @@ class SyncEngine:
     def drain_journal(self) -> list[JournalEntry]:
         out, self.journal = self.journal, []
         return out
-
-    def logged_deltas(self) -> int:
-        return sum(b.count for bs in self.log.values() for b in bs) + len(self._unsealed)

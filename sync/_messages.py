@@ -9,7 +9,10 @@ protocol"):
    sender's own vector so the receiver can answer with what *it* has that
    the sender lacks (the third step), and ``more`` when a byte limit cut the
    backlog into chunks.
-3. ``Snapshot``: the whole state, for a peer behind the compaction horizon.
+3. ``Snapshot``: the whole state, for a peer behind the compaction horizon,
+   with ``proofs``: origin-signed batches that bound what the state may claim
+   (each origin's latest batch, and the batch behind each reported value;
+   ``_engine`` says what they prove and what a relay is still trusted for).
 
 Membership travels the way the data does: a summary every time, the full
 thing only when the summaries differ. Version 1 put every member's
@@ -59,7 +62,8 @@ __all__ = [
 SYNC_TAG = "twinmesh/sync"
 BATCH_TAG = "twinmesh/batch"
 # 2: digests carry a member-set hash; lists only when the hashes differ.
-VERSION = 2
+# 3: snapshots carry origin-signed proofs.
+VERSION = 3
 # Signed batches did not change with the messages around them: version 1
 # batches persisted by a node (or relayed by an older one) stay valid.
 BATCH_VERSION = 1
@@ -122,6 +126,7 @@ class Snapshot:
     vv: VersionVector
     state: bytes  # twinmesh.crdt.encode_state
     digest: VersionVector | None = None
+    proofs: tuple[SignedBatch, ...] = ()  # origin-signed batches vouching for vv and reported state
 
 
 Message = Digest | Deltas | Snapshot
@@ -210,6 +215,7 @@ def encode_message(message: Message) -> bytes:
             _vv_out(message.vv),
             message.state,
             None if message.digest is None else _vv_out(message.digest),
+            [[b.origin, b.first, b.last, b.blob, b.signature] for b in message.proofs],
         ]
     return msgpack.packb([SYNC_TAG, VERSION, *body], use_bin_type=True)  # type: ignore[no-any-return]
 
@@ -380,12 +386,14 @@ def decode_message(data: bytes, *, max_bytes: int = 8 * 1024 * 1024) -> Message:
             members=members,
         )
     if kind == "snapshot":
-        vv_raw, state, digest_raw = _array(rest, "snapshot", 3)
+        vv_raw, state, digest_raw, proofs_raw = _array(rest, "snapshot", 4)
         digest = None if digest_raw is None else _vv_in(digest_raw, "digest")
+        proofs = [_batch_in(raw, i) for i, raw in enumerate(_array(proofs_raw, "proofs"))]
         return Snapshot(
             sender=sender,
             vv=_vv_in(vv_raw, "vv"),
             state=_bytes(state, "snapshot.state"),
             digest=digest,
+            proofs=tuple(proofs),
         )
     raise _fail(f"unknown sync message kind {kind!r}")

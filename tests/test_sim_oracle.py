@@ -178,8 +178,8 @@ def test_catches_a_lost_delta(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_catches_a_snapshot_that_rewinds_the_vector(monkeypatch: pytest.MonkeyPatch) -> None:
     original = SyncEngine._apply_snapshot
 
-    def apply_snapshot(self: SyncEngine, message, now):  # type: ignore[no-untyped-def]
-        events = original(self, message, now)
+    def apply_snapshot(self: SyncEngine, member, message, wall_ms):  # type: ignore[no-untyped-def]
+        events = original(self, member, message, wall_ms)
         self.vv = message.vv  # instead of the merge
         return events
 

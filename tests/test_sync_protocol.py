@@ -22,6 +22,7 @@ from twinmesh.sync import (
     MemberInfo,
     MemberJoined,
     Outgoing,
+    PeerState,
     Snapshot,
     SnapshotApplied,
     SyncConfig,
@@ -62,7 +63,7 @@ class Link:
     def exchange(self, a: str, b: str, *, max_steps: int = 200) -> int:
         """A digest from ``a`` to ``b`` and every reply, until quiet; returns messages."""
         engine = self.engines[a]
-        engine.members[b].awaiting_since = self.now
+        engine.expect_reply(b, self.now)
         pending = [(a, Outgoing(peer=b, address=b, data=_digest_bytes(engine)))]
         count = 0
         while pending and count < max_steps:
@@ -152,7 +153,7 @@ def test_digest_then_deltas_then_deltas() -> None:
     assert link.deliver("a", answer) == [DeltasApplied(sender="a", origin="a", first=1, last=2)]
     assert link.take("b") == []  # nothing left to say
     assert same(a, b)
-    assert a.members["b"].awaiting_since is None
+    assert a.members["b"].state is not PeerState.AWAITING
 
 
 def test_duplicate_delivery_changes_nothing() -> None:
@@ -212,7 +213,7 @@ def test_relay_keeps_the_origin_signature() -> None:
     checked.clear()
     got: list[object] = []
     # C asks B; only B ever talks to C.
-    c.members["b"].awaiting_since = link.now
+    c.expect_reply("b", link.now)
     link.deliver("c", Outgoing(peer="b", address="b", data=_digest_bytes(c)))
     (reply,) = link.take("b")
     got += link.deliver("b", reply)
@@ -271,7 +272,7 @@ def test_compaction_then_snapshot_catch_up_for_an_evicted_member() -> None:
     assert a.floor.get("a", 0) > 0, "A compacted below the horizon C held back"
     assert a.horizon(link.now)["a"] > a.members["c"].known_vv["a"]  # C no longer holds it back
     # C returns and asks A: it is below A's compaction floor, so a Snapshot comes.
-    c.members["a"].awaiting_since = link.now
+    c.expect_reply("a", link.now)
     link.deliver("c", Outgoing(peer="a", address="a", data=_digest_bytes(c)))
     (reply,) = link.take("a")
     message = decode_message(reply.data)
@@ -302,7 +303,7 @@ def test_write_after_snapshot_orders_after_what_the_snapshot_carried() -> None:
         a.handle_timer(link.now)
         link.take("a")
     assert a.floor.get("a") == 2  # compacted below what B holds
-    b.members["a"].awaiting_since = link.now
+    b.expect_reply("a", link.now)
     link.deliver("b", Outgoing(peer="a", address="a", data=_digest_bytes(b)))
     (reply,) = link.take("a")
     assert isinstance(decode_message(reply.data), Snapshot)
@@ -367,7 +368,7 @@ def test_an_unanswered_digest_from_a_peer_that_talks_to_us_is_no_failure() -> No
     link = make_link(config=config)
     a = link["a"]
     link.tick("a")  # A's digest to B is lost ...
-    assert a.members["b"].awaiting_since is not None
+    assert a.members["b"].state is PeerState.AWAITING
     link.now += 1.0
     (digest,) = link.tick("b")  # ... but B keeps talking to A
     link.deliver("b", digest)
@@ -427,7 +428,7 @@ def test_a_newcomer_introduces_itself_and_learns_the_fleet_by_list() -> None:
     assert set(d.members) == {"a", "b", "d"} and d.members_hash == a.members_hash
     # B has not heard of D: A's hash for B is stale, so A's next digest to B
     # carries the list, and B learns D from it.
-    a.members["b"].awaiting_since = link.now
+    a.expect_reply("b", link.now)
     a._send("b", a._digest_for("b"))
     (to_b,) = link.take("a")
     to_b_message = decode_message(to_b.data)

@@ -159,11 +159,11 @@ def test_sender_and_peer_mismatch() -> None:
         msgpack.packb(["twinmesh/sync", 99, "digest", "a", [], None, []]),
         # Version 1 sent every member in every digest; we no longer parse it.
         msgpack.packb(["twinmesh/sync", 1, "digest", "a", [], []]),
-        msgpack.packb(["twinmesh/sync", 2, "gossip", "a"]),
-        msgpack.packb(["twinmesh/sync", 2, "digest", "a", ["a", -1], None, []]),
-        msgpack.packb(["twinmesh/sync", 2, "digest", "a", ["a", True], None, []]),
-        msgpack.packb(["twinmesh/sync", 2, "digest", "a", ["a", 1, "a", 2], None, []]),
-        msgpack.packb(["twinmesh/sync", 2, "digest", "a", [], None]),
+        msgpack.packb(["twinmesh/sync", 3, "gossip", "a"]),
+        msgpack.packb(["twinmesh/sync", 3, "digest", "a", ["a", -1], None, []]),
+        msgpack.packb(["twinmesh/sync", 3, "digest", "a", ["a", True], None, []]),
+        msgpack.packb(["twinmesh/sync", 3, "digest", "a", ["a", 1, "a", 2], None, []]),
+        msgpack.packb(["twinmesh/sync", 3, "digest", "a", [], None]),
     ],
     ids=[
         "empty",
@@ -230,7 +230,7 @@ def _raw_digest(link: Link, members_hash: object, members: list[object]) -> byte
     for r, n in a.vv.items_sorted():
         flat += [r, n]
     return msgpack.packb(  # type: ignore[no-any-return]
-        ["twinmesh/sync", 2, "digest", "a", flat, members_hash, members], use_bin_type=True
+        ["twinmesh/sync", 3, "digest", "a", flat, members_hash, members], use_bin_type=True
     )
 
 
@@ -304,7 +304,7 @@ def test_malformed_batch_fields_are_named(patch: dict[str, object], reason: str)
     raw = msgpack.packb(
         [
             "twinmesh/sync",
-            2,
+            3,
             "deltas",
             "a",
             [[fields[k] for k in ("origin", "first", "last", "blob", "signature")]],

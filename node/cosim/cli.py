@@ -79,7 +79,7 @@ def register(subparsers: Any) -> None:
     build.add_argument("--out", default="fmus", help="directory for the .fmu files")
     build.set_defaults(handler=_build)
     w = sub.add_parser("whatif", help="run an asset's system from its current state (on a copy)")
-    w.add_argument("entity", help="the asset twin to run a what-if for, e.g. plant-a/line-1/motor-1")
+    w.add_argument("entity", help="the asset twin, e.g. plant-a/line-1/motor-1")
     w.add_argument("--api", required=True, help="the node's API URL, e.g. http://127.0.0.1:8401")
     w.add_argument("--token", required=True, help="an operator token")
     w.add_argument("--horizon", type=float, required=True, help="seconds of model time")
