@@ -18,7 +18,9 @@ Nothing about "normal" is configured: each asset learns it from its own first
 
 Cross-sensor consistency (analytical redundancy; Gertler, *Fault Detection
 and Diagnosis in Engineering Systems*, 1998, ch. 5): every process variable is
-regressed (ridge) on the other process variables of the asset. A relation is
+regressed (ridge) on the other process variables of the asset and on the
+tonal vibration lines (1x, 2x running speed), which measure the running speed
+a pump or spindle may not report otherwise. A relation is
 kept when it explains at least ``min_r2`` (0.9) of the variable's variance in the
 warm-up. For isolation, each relation is also fitted once without each
 other variable: if variable *j*'s transmitter drifts, the relations that do
@@ -115,7 +117,10 @@ def _fit(z: np.ndarray, target: int, inputs: Sequence[int]) -> Relation | None:
     r2 = 1.0 - float(res.var()) / var if var > 0 else 0.0
     # In-sample residuals flatter the fit; widen by the usual degrees-of-freedom factor.
     n, p = len(y), len(inputs)
-    sigma = max(float(res.std()) * np.sqrt(n / max(n - p - 1, 1)), 1e-6)
+    sigma = float(res.std()) * np.sqrt(n / max(n - p - 1, 1))
+    # Heavy tails (transients between operating steps) must not alarm: at the
+    # detector's limit of 6 sigma the worst warm-up residual is at most half-way.
+    sigma = max(sigma, float(np.max(np.abs(res))) / 3.0, 1e-6)
     return Relation(
         target=target, inputs=tuple(inputs), coef=coef, intercept=intercept, sigma=sigma, r2=r2
     )
@@ -130,6 +135,7 @@ def learn_baseline(
     trained_at: float,
     reason: str,
     min_r2: float = 0.9,
+    tonal: Sequence[int] = (),
 ) -> Baseline:
     """A baseline from warm-up rows ``x`` (frames x features; NaN = missing)."""
     n, f = x.shape
@@ -159,12 +165,12 @@ def learn_baseline(
     without: dict[tuple[int, int], Relation] = {}
     for k in process:
         others = [i for i in process if i != k]
-        rel = _fit(z, k, others)
+        rel = _fit(z, k, others + list(tonal))
         if rel is None or rel.r2 < min_r2:
             continue
         relations.append(rel)
         for j in others:
-            sub = _fit(z, k, [i for i in others if i != j])
+            sub = _fit(z, k, [i for i in others if i != j] + list(tonal))
             if sub is not None and sub.r2 >= min_r2:
                 without[(k, j)] = sub
     return Baseline(

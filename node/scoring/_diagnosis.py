@@ -104,6 +104,8 @@ def diagnose(
     stuck: Sequence[str],
     missing: Mapping[str, int],
     dropout_frames: int,
+    via_vibration: set[int] | frozenset[int] = frozenset(),
+    impulsive: str = _BEARING.pattern,
 ) -> list[Finding]:
     out: list[Finding] = []
     explained: set[str] = set()
@@ -157,8 +159,8 @@ def diagnose(
     if vib_hot:
         vib_hot.sort(key=lambda i: -up[i])
         top = vib_hot[0]
-        impulsive = any(_BEARING.search(features[i]) for i in vib_hot[:2])
-        label = "bearing_wear" if impulsive else "vibration"
+        bearing = any(re.search(impulsive, features[i]) for i in vib_hot[:2])
+        label = "bearing_wear" if bearing else "vibration"
         score = max(up[i] for i in vib_hot)
         det: dict[str, float] = {}
         for i in vib_hot:
@@ -210,8 +212,11 @@ def diagnose(
                 )
             )
     # Cross-sensor consistency of process variables.
+    # Relations that use the vibration lines as a speed measurement break when the
+    # machine vibrates more; with a vibration finding standing, they say nothing.
+    skip = set(via_vibration) if vib_hot else set()
     proc = [i for i in range(len(features)) if abs(consistency[i]) >= 1.0
-            and base_tag(features[i]) not in explained]
+            and base_tag(features[i]) not in explained and i not in skip]
     if proc:
         # The suspect is the variable whose removal leaves every other relation
         # consistent (argmin of the rest); ties go to the larger residual.

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import re
+
 import numpy as np
 
 from ._baseline import Baseline, learn_baseline
@@ -283,6 +285,8 @@ class ScoringEngine:
         b = learn_baseline(
             x, a.features, [roles[f] for f in a.features], version=version, trained_at=at,
             reason=reason,
+            tonal=[i for i, f in enumerate(a.features)
+                   if self.fs.tonal and roles[f] == "vibration" and re.search(self.fs.tonal, f)],
         )
         a.baseline = b
         valid = np.isfinite(x)
@@ -334,6 +338,8 @@ class ScoringEngine:
         versions = {d.name: d.version for d in a.detectors}
         out = []
         tags = {t for t in a.features if ":" not in t and "." not in t}
+        roles_v = np.array(b.roles) == "vibration"
+        via_vib = {r.target for r in b.relations if any(roles_v[i] for i in r.inputs)}
         for i, (frame, xi, _vi) in enumerate(pending):
             for t in tags:
                 if t in frame.values:
@@ -345,7 +351,8 @@ class ScoringEngine:
                 level=level[i], level_by={k: v[i] for k, v in level_by.items()},
                 consistency=cons[i], residual=res[i], iforest=float(iso[i]),
                 isolate=(cons_det.isolate if cons_det is not None else (lambda j: float("inf"))),
-                stuck=sorted(frame.stuck), missing=dict(a.missing),
+                stuck=sorted(frame.stuck), missing=dict(a.missing), via_vibration=via_vib,
+                impulsive=self.fs.impulsive,
                 dropout_frames=self.config.dropout_frames,
             )
             scores = {k: float(v.score[i]) for k, v in results.items()}

@@ -54,6 +54,14 @@ class FeatureSet:
     version: str = "fs-1"
     vibration: str = r"(?i)vibration"  # name pattern of vibration condition indicators
     thermal: str = r"(?i)temperature"  # name pattern of temperatures
+    #: Vibration indicators of bearing damage (impulsive): kurtosis, bearing band.
+    impulsive: str = r"(?i)kurtosis|bearing"
+    #: Tonal vibration lines that follow running speed (e.g. r"(?i)1x|2x") may be
+    #: inputs of the process relations, measuring a speed the asset does not
+    #: report. Off by default: on the CNC centre's stepped program they made the
+    #: relations alarm at transients (measured: 2 false alerts in 0.47 asset-days)
+    #: and still did not catch a drifting spindle speed.
+    tonal: str | None = None
     slope_window: int = 20  # frames in the trailing slope of a thermal tag
 
     def role(self, name: str) -> str:
@@ -66,7 +74,8 @@ class FeatureSet:
     def describe(self) -> dict[str, object]:
         return {
             "version": self.version,
-            "roles": {"vibration": self.vibration, "thermal": self.thermal},
+            "roles": {"vibration": self.vibration, "thermal": self.thermal,
+                      "impulsive": self.impulsive, "tonal": self.tonal},
             "derived": {"slope": f"least squares over {self.slope_window} frames (thermal)"},
         }
 
