@@ -171,6 +171,7 @@ class AlertTracker:
                 "confidence": f.confidence,
                 "evidence": f.evidence,
                 "action": f.action,
+                "detectors": dict(f.detectors),
             },
         }
         if kind != "clear":
