@@ -39,6 +39,7 @@ from twinmesh.crdt import (
 
 from ._api_models import add_model_routes
 from ._api_telemetry import add_telemetry_routes
+from .scoring._api import add_scoring_routes
 from ._models import AUDIT_ENTITY
 from ._openapi import openapi_document
 from ._tokens import Role, TokenError, TokenIssuer
@@ -564,6 +565,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
 
     add_telemetry_routes(routes, node, require)
     add_model_routes(routes, node, require)
+    add_scoring_routes(routes, node, require)
     app = web.Application(middlewares=[observe], client_max_size=node.config.max_body_bytes)
     app.add_routes(routes)
     app.on_shutdown.append(end_feeds)

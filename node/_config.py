@@ -81,6 +81,8 @@ class NodeConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     evict_after: float = 7 * 24 * 3600.0
     telemetry: TelemetrySettings | None = None  # [telemetry] and [[adapter]]; None: no ingest
+    scoring: Any = None  # [scoring]: node.scoring._config (EngineConfig); None: defaults
+    webhook: Any = None  # [webhook]: node.workorders._outbox (WebhookSettings); None: no outbox
 
     @property
     def gossip_url(self) -> str:
@@ -163,6 +165,12 @@ def load_config(path: Path) -> NodeConfig:
         telemetry = parse_telemetry(raw, rel=rel, data_dir=data_dir)
     except TelemetryConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    from .scoring._config import parse_scoring_tables
+
+    try:
+        scoring, webhook = parse_scoring_tables(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return NodeConfig(
         name=name,
         role=role,
@@ -183,4 +191,6 @@ def load_config(path: Path) -> NodeConfig:
         max_body_bytes=_get(node, "max_body_bytes", int, "node", 4 * 1024 * 1024),
         evict_after=_get(gossip, "evict_after", float, "gossip", 7 * 24 * 3600.0),
         telemetry=telemetry,
+        scoring=scoring,
+        webhook=webhook,
     )

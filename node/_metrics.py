@@ -122,6 +122,9 @@ def render_metrics(node: Node) -> str:
     )
     if node.telemetry is not None and node.telemetry.buffer is not None:
         _telemetry_metrics(node, metric)
+    from .scoring._api import scoring_metrics
+
+    scoring_metrics(node, metric)
     return "\n".join(lines) + "\n"
 
 

@@ -85,6 +85,9 @@ class Node:
         self._pending: list[Outgoing] = []  # engine output not yet handed to a transport
         self._fatal: asyncio.Future[None] | None = None
         self.telemetry: TelemetryService | None = None
+        from .scoring._node_hook import attach_scoring
+
+        attach_scoring(self)  # node.alerts, node.work_orders, node.scoring (node/scoring)
         if config.telemetry is not None:
             try:
                 specs = tag_specs(config.telemetry.assets, self.registry)
@@ -139,6 +142,7 @@ class Node:
         if self.telemetry is not None:
             await self._create_asset_twins()
             await self.telemetry.open()
+        await self.scoring_hooks.open()
 
     async def _create_asset_twins(self) -> None:
         """The twin of every configured asset exists, with this node as its home.
@@ -206,8 +210,10 @@ class Node:
         """Start ingesting (the adapters connect); after :meth:`open`."""
         if self.telemetry is not None:
             self.telemetry.start()
+        self.scoring_hooks.start()
 
     async def close(self) -> None:
+        await self.scoring_hooks.close()
         if self.telemetry is not None:
             await self.telemetry.close()
         if self.store is not None:

@@ -65,6 +65,12 @@ def _query_param(name: str, required: bool = True) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "schema": {"type": "string"}}
 
 
+def _scoring_paths(*args: Any) -> dict[str, Any]:
+    from .scoring._api import openapi_paths
+
+    return openapi_paths(*args)
+
+
 def openapi_document(version: str) -> dict[str, Any]:
     auth = (401, 403)
     return {
@@ -316,6 +322,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     ],
                 )
             },
+            **_scoring_paths(_op, _path_param, _query_param, auth),
             "/metrics": {"get": _op("Prometheus metrics", None, "text exposition format")},
             "/healthz": {"get": _op("Liveness", None, "ok")},
             "/openapi.json": {"get": _op("This document", None, "OpenAPI 3.1")},
