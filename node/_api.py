@@ -39,10 +39,10 @@ from twinmesh.crdt import (
 
 from ._api_models import add_model_routes
 from ._api_telemetry import add_telemetry_routes
-from .scoring._api import add_scoring_routes
 from ._models import AUDIT_ENTITY
 from ._openapi import openapi_document
 from ._tokens import Role, TokenError, TokenIssuer
+from .scoring._api import add_scoring_routes
 
 if TYPE_CHECKING:
     from ._node import Node

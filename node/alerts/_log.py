@@ -98,7 +98,17 @@ def fold_alerts(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]
 def _brief(e: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: e.get(k)
-        for k in ("id", "type", "state", "at", "recorded_at", "node", "by", "severity", "score",
-                  "note")
+        for k in (
+            "id",
+            "type",
+            "state",
+            "at",
+            "recorded_at",
+            "node",
+            "by",
+            "severity",
+            "score",
+            "note",
+        )
         if e.get(k) is not None
     }

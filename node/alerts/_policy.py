@@ -115,7 +115,11 @@ class AlertPolicy:
 
 
 def _num(v: Any, where: str, *, integer: bool = False) -> Any:
-    if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, int | float)
+        or (integer and not isinstance(v, int))
+    ):
         raise PolicyError(f"{where}: expected {'an integer' if integer else 'a number'}, got {v!r}")
     return v
 
@@ -160,8 +164,10 @@ def _class(raw: Any, where: str) -> ClassRules:
             kw[attr] = v
     rules = ClassRules(**kw)
     if rules.clear_level > rules.raise_level:
-        raise PolicyError(f"{where}: clear ({rules.clear_level}) must not exceed raise"
-                          f" ({rules.raise_level}): hysteresis clears lower than it raises")
+        raise PolicyError(
+            f"{where}: clear ({rules.clear_level}) must not exceed raise"
+            f" ({rules.raise_level}): hysteresis clears lower than it raises"
+        )
     return rules
 
 

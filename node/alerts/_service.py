@@ -19,13 +19,20 @@ from twinmesh.crdt import FLEET_HOME, LocalProtocolError
 
 from ._lifecycle import next_state
 from ._log import ALERT_LOG_MODEL, alert_log_entity, fold_alerts
-from ._policy import DEFAULT_POLICY, POLICY_ENTITY, POLICY_MODEL, AlertPolicy, PolicyError, parse_policy
+from ._policy import (
+    DEFAULT_POLICY,
+    POLICY_ENTITY,
+    POLICY_MODEL,
+    AlertPolicy,
+    PolicyError,
+    parse_policy,
+)
 from ._tracker import AlertTracker
 
 if TYPE_CHECKING:
+    from .._node import Node
     from ..scoring._diagnosis import Finding
     from ..scoring._engine import FrameResult
-    from .._node import Node
 
 __all__ = ["AlertService"]
 
@@ -64,14 +71,20 @@ class AlertService:
         current = self.policy()
         if policy.version <= current.version and self.node.state.entities.get(POLICY_ENTITY):
             raise PolicyError(
-                f"policy.version: {policy.version} must be greater than the current {current.version}"
+                f"policy.version: {policy.version} must be greater than"
+                f" the current {current.version}"
             )
         muts = []
         if POLICY_ENTITY not in self.node.state.entities:
-            muts.append(lambda s, _q: s.create(POLICY_ENTITY, POLICY_MODEL, author=author, home=FLEET_HOME))
+            muts.append(
+                lambda s, _q: s.create(POLICY_ENTITY, POLICY_MODEL, author=author, home=FLEET_HOME)
+            )
         muts.append(
             lambda s, _q: s.write(
-                POLICY_ENTITY, "document", policy.document, author=author,
+                POLICY_ENTITY,
+                "document",
+                policy.document,
+                author=author,
                 now_ms=int(self.node.clock() * 1000),
             )
         )
@@ -86,7 +99,9 @@ class AlertService:
             await self.node.write(lambda s: s.create(eid, ALERT_LOG_MODEL, author="node"))
 
     def observe(
-        self, results: Sequence[FrameResult], lineage: Callable[[FrameResult, Finding], dict[str, Any]]
+        self,
+        results: Sequence[FrameResult],
+        lineage: Callable[[FrameResult, Finding], dict[str, Any]],
     ) -> list[dict[str, Any]]:
         now = self.node.clock()
         events: list[dict[str, Any]] = []
@@ -101,14 +116,25 @@ class AlertService:
         eid = alert_log_entity(self.node.config.name)
         await self.node.write_many(
             *[
-                (lambda s, _q, e=e: s.append(eid, "events", e["id"], e, author=str(e.get("by", "scoring"))))
+                (
+                    lambda s, _q, e=e: s.append(
+                        eid, "events", e["id"], e, author=str(e.get("by", "scoring"))
+                    )
+                )
                 for e in events
             ]
         )
         self.raised += sum(1 for e in events if e["type"] == "open")
         for e in events:
-            self.node.publish({"type": "alert", "alert": e["alert"], "event": e["type"],
-                               "entity": e["entity"], "severity": e.get("severity")})
+            self.node.publish(
+                {
+                    "type": "alert",
+                    "alert": e["alert"],
+                    "event": e["type"],
+                    "entity": e["entity"],
+                    "severity": e.get("severity"),
+                }
+            )
             for hook in self.on_event:
                 await hook(e)
 

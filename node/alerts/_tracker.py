@@ -61,7 +61,11 @@ class AlertTracker:
         self.conditions: dict[tuple[str, str], _Condition] = {}
 
     def observe(
-        self, result: FrameResult, *, now: float, lineage: Callable[[FrameResult, Finding], dict[str, Any]]
+        self,
+        result: FrameResult,
+        *,
+        now: float,
+        lineage: Callable[[FrameResult, Finding], dict[str, Any]],
     ) -> list[dict[str, Any]]:
         policy = self.policy()
         model = self.model_of(result.entity)
@@ -109,7 +113,9 @@ class AlertTracker:
                 if SEVERITIES.index(sev) > SEVERITIES.index(c.severity):
                     c.severity = sev
                     c.state = next_state(c.state, "escalate")
-                    events.append(self._event("escalate", c, f, result, now, policy, model, lineage))
+                    events.append(
+                        self._event("escalate", c, f, result, now, policy, model, lineage)
+                    )
             elif raised and c.below >= rules.clear_frames:
                 c.state = next_state(c.state, "clear")
                 c.cleared_at = result.ts

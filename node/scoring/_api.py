@@ -44,7 +44,9 @@ def add_scoring_routes(routes: web.RouteTableDef, node: Any, require: Callable[.
         require(request, Role.VIEWER)
         q = request.query
         alerts = node.alerts.list(
-            entity=q.get("entity"), plant=q.get("plant"), severity=q.get("severity"),
+            entity=q.get("entity"),
+            plant=q.get("plant"),
+            severity=q.get("severity"),
             state=q.get("state"),
         )
         return web.json_response({"alerts": alerts, "policy_version": node.alerts.policy().version})
@@ -95,11 +97,13 @@ def add_scoring_routes(routes: web.RouteTableDef, node: Any, require: Callable[.
     async def list_wo(request: web.Request) -> web.Response:
         require(request, Role.VIEWER)
         q = request.query
-        return web.json_response({
-            "work_orders": node.work_orders.list(state=q.get("state"), asset=q.get("asset")),
-            "precision": node.work_orders.precision(),
-            "outbox": node.outbox.status() if node.outbox is not None else None,
-        })
+        return web.json_response(
+            {
+                "work_orders": node.work_orders.list(state=q.get("state"), asset=q.get("asset")),
+                "precision": node.work_orders.precision(),
+                "outbox": node.outbox.status() if node.outbox is not None else None,
+            }
+        )
 
     @routes.get("/v1/workorders/{plant}/{wo}")
     async def get_wo(request: web.Request) -> web.Response:
@@ -118,8 +122,12 @@ def add_scoring_routes(routes: web.RouteTableDef, node: Any, require: Callable[.
         wo_id = f"{request.match_info['plant']}/workorders/{request.match_info['wo']}"
         try:
             wo = await node.work_orders.transition(
-                wo_id, request.path.rsplit("/", 1)[1], by=who, outcome=data.get("outcome"),
-                note=data.get("note", ""), scheduled_for=data.get("scheduled_for"),
+                wo_id,
+                request.path.rsplit("/", 1)[1],
+                by=who,
+                outcome=data.get("outcome"),
+                note=data.get("note", ""),
+                scheduled_for=data.get("scheduled_for"),
             )
         except KeyError:
             return _err(404, "unknown-work-order", f"no work order {wo_id!r}")
@@ -148,56 +156,141 @@ def add_scoring_routes(routes: web.RouteTableDef, node: Any, require: Callable[.
         return web.json_response(body)
 
 
-def openapi_paths(op: Any, path_param: Any, query_param: Any, auth: tuple[int, ...]) -> dict[str, Any]:
+def openapi_paths(
+    op: Any, path_param: Any, query_param: Any, auth: tuple[int, ...]
+) -> dict[str, Any]:
     alert_filters = [query_param(n, False) for n in ("entity", "plant", "severity", "state")]
     wo = [path_param("plant"), path_param("wo")]
     return {
-        "/v1/alerts": {"get": op("Alerts (filter by asset, plant, severity, state)", "viewer",
-                                 "the alerts", *auth, params=alert_filters)},
+        "/v1/alerts": {
+            "get": op(
+                "Alerts (filter by asset, plant, severity, state)",
+                "viewer",
+                "the alerts",
+                *auth,
+                params=alert_filters,
+            )
+        },
         "/v1/alerts/policy": {
             "get": op("The alert policy in force and its version", "viewer", "the policy", *auth),
-            "put": op("Replace the alert policy (version must increase)", "operator",
-                      "the new policy", 400, *auth, body={"type": "object"}),
+            "put": op(
+                "Replace the alert policy (version must increase)",
+                "operator",
+                "the new policy",
+                400,
+                *auth,
+                body={"type": "object"},
+            ),
         },
-        "/v1/alerts/{id}": {"get": op("One alert with its events and full lineage", "viewer",
-                                      "the alert", *auth, 404, params=[path_param("id")])},
-        "/v1/alerts/{id}/ack": {"post": op("Acknowledge an alert", "operator", "the alert",
-                                           *auth, 404, 409, params=[path_param("id")])},
-        "/v1/alerts/{id}/clear": {"post": op("Clear an alert", "operator", "the alert",
-                                             *auth, 404, 409, params=[path_param("id")])},
-        "/v1/workorders": {"get": op("Work orders, detector precision, outbox", "viewer",
-                                     "the work orders", *auth,
-                                     params=[query_param("state", False), query_param("asset", False)])},
-        "/v1/workorders/{plant}/{wo}": {"get": op("One work order and its delivery", "viewer",
-                                                  "the work order", *auth, 404, params=wo)},
+        "/v1/alerts/{id}": {
+            "get": op(
+                "One alert with its events and full lineage",
+                "viewer",
+                "the alert",
+                *auth,
+                404,
+                params=[path_param("id")],
+            )
+        },
+        "/v1/alerts/{id}/ack": {
+            "post": op(
+                "Acknowledge an alert",
+                "operator",
+                "the alert",
+                *auth,
+                404,
+                409,
+                params=[path_param("id")],
+            )
+        },
+        "/v1/alerts/{id}/clear": {
+            "post": op(
+                "Clear an alert",
+                "operator",
+                "the alert",
+                *auth,
+                404,
+                409,
+                params=[path_param("id")],
+            )
+        },
+        "/v1/workorders": {
+            "get": op(
+                "Work orders, detector precision, outbox",
+                "viewer",
+                "the work orders",
+                *auth,
+                params=[query_param("state", False), query_param("asset", False)],
+            )
+        },
+        "/v1/workorders/{plant}/{wo}": {
+            "get": op(
+                "One work order and its delivery", "viewer", "the work order", *auth, 404, params=wo
+            )
+        },
         **{
             f"/v1/workorders/{{plant}}/{{wo}}/{a}": {
-                "post": op(f"Work order transition: {a}", "operator", "the work order", 400,
-                           *auth, 404, 409, params=wo)
+                "post": op(
+                    f"Work order transition: {a}",
+                    "operator",
+                    "the work order",
+                    400,
+                    *auth,
+                    404,
+                    409,
+                    params=wo,
+                )
             }
             for a in ("approve", "schedule", "complete", "cancel")
         },
-        "/v1/scoring": {"get": op("Feature set, detector and model versions, baselines,"
-                                  " retrains with reasons", "viewer", "scoring status", *auth)},
+        "/v1/scoring": {
+            "get": op(
+                "Feature set, detector and model versions, baselines, retrains with reasons",
+                "viewer",
+                "scoring status",
+                *auth,
+            )
+        },
     }
 
 
 def scoring_metrics(node: Any, metric: Callable[..., None]) -> None:
     svc = node.scoring
     if svc is not None:
-        metric("scoring_samples_total", "counter", "Samples consumed by scoring.",
-               [("", svc.samples)])
-        metric("scoring_frames_total", "counter", "Frames (one asset, one source time) scored.",
-               [("", svc.engine.frames_scored)])
-        metric("scoring_lag_seconds", "gauge", "now - receive time of the newest sample scored.",
-               [("", round(svc.lag(), 3))])
-        metric("scoring_retrains_total", "counter", "Baselines learned (warm-up and drift).",
-               [("", len(svc.engine.retrains))])
+        metric(
+            "scoring_samples_total", "counter", "Samples consumed by scoring.", [("", svc.samples)]
+        )
+        metric(
+            "scoring_frames_total",
+            "counter",
+            "Frames (one asset, one source time) scored.",
+            [("", svc.engine.frames_scored)],
+        )
+        metric(
+            "scoring_lag_seconds",
+            "gauge",
+            "now - receive time of the newest sample scored.",
+            [("", round(svc.lag(), 3))],
+        )
+        metric(
+            "scoring_retrains_total",
+            "counter",
+            "Baselines learned (warm-up and drift).",
+            [("", len(svc.engine.retrains))],
+        )
     counts = node.alerts.counts()
-    metric("alerts", "gauge", "Alerts by state.",
-           [(f'{{state="{k}"}}', v) for k, v in sorted(counts.items())])
+    metric(
+        "alerts",
+        "gauge",
+        "Alerts by state.",
+        [(f'{{state="{k}"}}', v) for k, v in sorted(counts.items())],
+    )
     ob = node.outbox
     if ob is not None:
         st = ob.counters
-        metric("webhook_deliveries_total", "counter", "Work-order webhook deliveries by outcome.",
-               [(f'{{outcome="{k}"}}', v) for k, v in sorted(st.items())])
+        metric(
+            "webhook_deliveries_total",
+            "counter",
+            "Work-order webhook deliveries by outcome.",
+            [(f'{{outcome="{k}"}}', v) for k, v in sorted(st.items())],
+        )

@@ -138,7 +138,7 @@ def learn_baseline(
     tonal: Sequence[int] = (),
 ) -> Baseline:
     """A baseline from warm-up rows ``x`` (frames x features; NaN = missing)."""
-    n, f = x.shape
+    n = x.shape[0]
     # Missing values (a tag that dropped a reading) take the column median.
     med = np.nanmedian(x, axis=0)
     med = np.where(np.isfinite(med), med, 0.0)

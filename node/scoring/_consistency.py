@@ -43,7 +43,9 @@ class Consistency(Detector):
         contrib = np.zeros((n, f))
         b = self._baseline
         if b is None or not b.relations:
-            return Scores(detector=self.name, version=self.version, score=np.zeros(n), contrib=contrib)
+            return Scores(
+                detector=self.name, version=self.version, score=np.zeros(n), contrib=contrib
+            )
         z = np.where(batch.valid, batch.z, 0.0)
         res = np.zeros((n, f))
         for rel in b.relations:

@@ -76,8 +76,9 @@ def _confidence(score: float) -> float:
     return round(1.0 - math.exp(-score), 3)
 
 
-def _ev(features: Sequence[str], idx: Sequence[int], d: np.ndarray, x: np.ndarray,
-        center: np.ndarray) -> list[dict[str, Any]]:
+def _ev(
+    features: Sequence[str], idx: Sequence[int], d: np.ndarray, x: np.ndarray, center: np.ndarray
+) -> list[dict[str, Any]]:
     return [
         {
             "feature": features[i],
@@ -113,8 +114,13 @@ def diagnose(
         explained.add(tag)
         out.append(
             Finding(
-                key=f"sensor:stuck:{tag}", kind="sensor", label="stuck", tag=tag, score=2.0,
-                confidence=0.95, detectors={"quality": 2.0},
+                key=f"sensor:stuck:{tag}",
+                kind="sensor",
+                label="stuck",
+                tag=tag,
+                score=2.0,
+                confidence=0.95,
+                detectors={"quality": 2.0},
                 evidence={"quality_flag": "STUCK", "tag": tag},
             )
         )
@@ -123,10 +129,18 @@ def diagnose(
             explained.add(tag)
             out.append(
                 Finding(
-                    key=f"sensor:dropout:{tag}", kind="sensor", label="dropout", tag=tag,
-                    score=2.0, confidence=0.9, detectors={"quality": 2.0},
-                    evidence={"missing_frames": n, "tag": tag,
-                              "note": "the asset's other tags keep reporting"},
+                    key=f"sensor:dropout:{tag}",
+                    kind="sensor",
+                    label="dropout",
+                    tag=tag,
+                    score=2.0,
+                    confidence=0.9,
+                    detectors={"quality": 2.0},
+                    evidence={
+                        "missing_frames": n,
+                        "tag": tag,
+                        "note": "the asset's other tags keep reporting",
+                    },
                 )
             )
     roles_a = np.asarray(roles)
@@ -138,7 +152,9 @@ def diagnose(
         return got
 
     # Machine: vibration condition indicators.
-    vib = [i for i in np.flatnonzero(roles_a == "vibration") if base_tag(features[i]) not in explained]
+    vib = [
+        i for i in np.flatnonzero(roles_a == "vibration") if base_tag(features[i]) not in explained
+    ]
     # Machine faults add vibration and heat: only rises count (a quieter machine
     # is an operating point, not a fault). One indicator alone must be clearly out.
     up = np.maximum(level, residual)
@@ -146,16 +162,13 @@ def diagnose(
     if len(vib_hot) == 1 and up[vib_hot[0]] < 2.0:
         vib_hot = []
     thermal = [
-        i for i in np.flatnonzero((roles_a == "thermal") | (roles_a == "slope"))
+        i
+        for i in np.flatnonzero((roles_a == "thermal") | (roles_a == "slope"))
         if base_tag(features[i]) not in explained
     ]
     hot = [i for i in thermal if up[i] >= 1.0]
     # Heating = the slope's rolling z is clearly positive (a sign alone is noise).
-    slope_of = {
-        base_tag(features[i]): float(level[i])
-        for i in thermal
-        if roles_a[i] == "slope"
-    }
+    slope_of = {base_tag(features[i]): float(level[i]) for i in thermal if roles_a[i] == "slope"}
     if vib_hot:
         vib_hot.sort(key=lambda i: -up[i])
         top = vib_hot[0]
@@ -168,7 +181,11 @@ def diagnose(
                 det[k] = max(det.get(k, 0.0), v)
         out.append(
             Finding(
-                key=f"machine:{label}", kind="machine", label=label, tag=None, score=float(score),
+                key=f"machine:{label}",
+                kind="machine",
+                label=label,
+                tag=None,
+                score=float(score),
                 confidence=_confidence(score * len(vib_hot) / max(len(vib), 1) * 2),
                 detectors=det,
                 evidence={
@@ -198,8 +215,11 @@ def diagnose(
                     det[k] = max(det.get(k, 0.0), v)
             out.append(
                 Finding(
-                    key=f"machine:cooling_failure:{tag}", kind="machine", label="cooling_failure",
-                    tag=tag, score=float(score),
+                    key=f"machine:cooling_failure:{tag}",
+                    kind="machine",
+                    label="cooling_failure",
+                    tag=tag,
+                    score=float(score),
                     confidence=_confidence(score if process_ok else score / 2),
                     detectors=det,
                     evidence={
@@ -215,8 +235,11 @@ def diagnose(
     # Relations that use the vibration lines as a speed measurement break when the
     # machine vibrates more; with a vibration finding standing, they say nothing.
     skip = set(via_vibration) if vib_hot else set()
-    proc = [i for i in range(len(features)) if abs(consistency[i]) >= 1.0
-            and base_tag(features[i]) not in explained and i not in skip]
+    proc = [
+        i
+        for i in range(len(features))
+        if abs(consistency[i]) >= 1.0 and base_tag(features[i]) not in explained and i not in skip
+    ]
     if proc:
         # The suspect is the variable whose removal leaves every other relation
         # consistent (argmin of the rest); ties go to the larger residual.
@@ -229,7 +252,11 @@ def diagnose(
         if rest < 0.5:
             out.append(
                 Finding(
-                    key=f"sensor:drift:{tag}", kind="sensor", label="drift", tag=tag, score=score,
+                    key=f"sensor:drift:{tag}",
+                    kind="sensor",
+                    label="drift",
+                    tag=tag,
+                    score=score,
                     confidence=_confidence(score * (1.0 - rest)),
                     detectors={"consistency": round(score, 3)},
                     evidence={
@@ -243,19 +270,29 @@ def diagnose(
         else:
             out.append(
                 Finding(
-                    key="machine:process_anomaly", kind="machine", label="process_anomaly",
-                    tag=None, score=score, confidence=_confidence(score / 2),
+                    key="machine:process_anomaly",
+                    kind="machine",
+                    label="process_anomaly",
+                    tag=None,
+                    score=score,
+                    confidence=_confidence(score / 2),
                     detectors={"consistency": round(score, 3)},
-                    evidence={"features": _ev(features, proc, consistency, x, center),
-                              "relations_without_strongest": round(rest, 3)},
+                    evidence={
+                        "features": _ev(features, proc, consistency, x, center),
+                        "relations_without_strongest": round(rest, 3),
+                    },
                 )
             )
     if not out and iforest >= 1.0:
         order = [int(i) for i in np.argsort(-np.abs(level))[:3]]
         out.append(
             Finding(
-                key="machine:unexplained", kind="machine", label="unexplained", tag=None,
-                score=float(iforest), confidence=_confidence(iforest / 3),
+                key="machine:unexplained",
+                kind="machine",
+                label="unexplained",
+                tag=None,
+                score=float(iforest),
+                confidence=_confidence(iforest / 3),
                 detectors={"iforest": round(float(iforest), 3)},
                 evidence={"features": _ev(features, order, level, x, center)},
             )

@@ -28,12 +28,11 @@ Everything takes ``now`` and a seed; no clock, no global RNG.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import re
 
 import numpy as np
 
@@ -183,8 +182,14 @@ class ScoringEngine:
     ) -> None:
         self.samples_seen += 1
         frame = self.frames.add(
-            seq=seq, sample_id=sample_id, entity=entity, name=name, value=value,
-            source_ts=source_ts, received_ts=received_ts, quality=quality,
+            seq=seq,
+            sample_id=sample_id,
+            entity=entity,
+            name=name,
+            value=value,
+            source_ts=source_ts,
+            received_ts=received_ts,
+            quality=quality,
         )
         if frame is not None:
             self._frame(frame)
@@ -194,8 +199,14 @@ class ScoringEngine:
         for st in stored:
             s = st.sample
             self.add(
-                seq=st.seq, sample_id=s.sample_id, entity=s.entity, name=s.name, value=s.value,
-                source_ts=s.source_ts, received_ts=s.received_ts, quality=s.quality._value_,
+                seq=st.seq,
+                sample_id=s.sample_id,
+                entity=s.entity,
+                name=s.name,
+                value=s.value,
+                source_ts=s.source_ts,
+                received_ts=s.received_ts,
+                quality=s.quality._value_,
             )
 
     def flush(self) -> None:
@@ -217,7 +228,9 @@ class ScoringEngine:
         a = self._asset(frame.entity)
         if a.last_frame and frame.received > a.last_frame:
             gap = frame.received - a.last_frame
-            a.interval = gap if not a.interval else 0.95 * a.interval + 0.05 * min(gap, 10 * a.interval)
+            a.interval = (
+                gap if not a.interval else 0.95 * a.interval + 0.05 * min(gap, 10 * a.interval)
+            )
         a.last_frame = max(a.last_frame, frame.received)
         a.last_ts = max(a.last_ts, frame.ts)
         a.stale = False
@@ -237,10 +250,16 @@ class ScoringEngine:
             a.baseline = None
             a.warm = [frame]
             self.retrains.append(
-                Retrain(entity=a.entity, version=-1, at=frame.ts, frames=0,
-                        reason="new input series: " + ", ".join(
-                            sorted(n for n in side if n.endswith(".residual")
-                                   and n not in a.features)))
+                Retrain(
+                    entity=a.entity,
+                    version=-1,
+                    at=frame.ts,
+                    frames=0,
+                    reason="new input series: "
+                    + ", ".join(
+                        sorted(n for n in side if n.endswith(".residual") and n not in a.features)
+                    ),
+                )
             )
             return
         x, valid = self._vector(a, frame)
@@ -280,13 +299,23 @@ class ScoringEngine:
 
     def _fit(self, a: _Asset, x: np.ndarray, *, reason: str, at: float) -> None:
         roles = roles_of(a.features, self.fs)
-        version = (a.baseline.version + 1) if a.baseline is not None else (
-            1 + sum(1 for r in self.retrains if r.entity == a.entity and r.version > 0))
+        version = (
+            (a.baseline.version + 1)
+            if a.baseline is not None
+            else (1 + sum(1 for r in self.retrains if r.entity == a.entity and r.version > 0))
+        )
         b = learn_baseline(
-            x, a.features, [roles[f] for f in a.features], version=version, trained_at=at,
+            x,
+            a.features,
+            [roles[f] for f in a.features],
+            version=version,
+            trained_at=at,
             reason=reason,
-            tonal=[i for i, f in enumerate(a.features)
-                   if self.fs.tonal and roles[f] == "vibration" and re.search(self.fs.tonal, f)],
+            tonal=[
+                i
+                for i, f in enumerate(a.features)
+                if self.fs.tonal and roles[f] == "vibration" and re.search(self.fs.tonal, f)
+            ],
         )
         a.baseline = b
         valid = np.isfinite(x)
@@ -347,11 +376,19 @@ class ScoringEngine:
                 else:
                     a.missing[t] += 1
             findings = diagnose(
-                features=a.features, roles=b.roles, x=np.nan_to_num(xi), center=b.center,
-                level=level[i], level_by={k: v[i] for k, v in level_by.items()},
-                consistency=cons[i], residual=res[i], iforest=float(iso[i]),
+                features=a.features,
+                roles=b.roles,
+                x=np.nan_to_num(xi),
+                center=b.center,
+                level=level[i],
+                level_by={k: v[i] for k, v in level_by.items()},
+                consistency=cons[i],
+                residual=res[i],
+                iforest=float(iso[i]),
                 isolate=(cons_det.isolate if cons_det is not None else (lambda j: float("inf"))),
-                stuck=sorted(frame.stuck), missing=dict(a.missing), via_vibration=via_vib,
+                stuck=sorted(frame.stuck),
+                missing=dict(a.missing),
+                via_vibration=via_vib,
                 impulsive=self.fs.impulsive,
                 dropout_frames=self.config.dropout_frames,
             )
@@ -360,9 +397,15 @@ class ScoringEngine:
                 self.trace(a.entity, frame.ts, a.features, xi, level[i], cons[i], findings)
             out.append(
                 FrameResult(
-                    entity=a.entity, ts=frame.ts, received=frame.received, seq=frame.seq,
-                    findings=tuple(findings), scores=scores, refs=dict(frame.refs),
-                    model_version=b.version, detector_versions=versions,
+                    entity=a.entity,
+                    ts=frame.ts,
+                    received=frame.received,
+                    seq=frame.seq,
+                    findings=tuple(findings),
+                    scores=scores,
+                    refs=dict(frame.refs),
+                    model_version=b.version,
+                    detector_versions=versions,
                 )
             )
             if not findings and max(scores.values(), default=0.0) < 0.5:
@@ -393,9 +436,11 @@ class ScoringEngine:
         if not settled[k]:
             return
         feature = [f for f, m in zip(b.features, mon, strict=True) if m][k]
-        x = np.array(a.healthy_x)[-max(self.config.warmup, w // 2):]
+        x = np.array(a.healthy_x)[-max(self.config.warmup, w // 2) :]
         self._fit(
-            a, x, at=at,
+            a,
+            x,
+            at=at,
             reason=f"input drift: {feature} healthy mean moved {mean[k]:.2f} scales from the"
             f" baseline over {w} frames (settled)",
         )
@@ -412,15 +457,30 @@ class ScoringEngine:
                 # frames come back (then the finding is absent and the alert clears).
                 a.stale = True
                 f = Finding(
-                    key="sensor:dropout:*", kind="sensor", label="dropout", tag=None, score=2.0,
-                    confidence=0.9, detectors={"quality": 2.0},
-                    evidence={"silent_seconds": round(now - a.last_frame, 3),
-                              "note": "no reading of any tag of the asset"},
+                    key="sensor:dropout:*",
+                    kind="sensor",
+                    label="dropout",
+                    tag=None,
+                    score=2.0,
+                    confidence=0.9,
+                    detectors={"quality": 2.0},
+                    evidence={
+                        "silent_seconds": round(now - a.last_frame, 3),
+                        "note": "no reading of any tag of the asset",
+                    },
                 )
                 out.append(
-                    FrameResult(entity=a.entity, ts=now, received=now, seq=0, findings=(f,),
-                                scores={}, refs={}, model_version=a.baseline.version,
-                                detector_versions={d.name: d.version for d in a.detectors})
+                    FrameResult(
+                        entity=a.entity,
+                        ts=now,
+                        received=now,
+                        seq=0,
+                        findings=(f,),
+                        scores={},
+                        refs={},
+                        model_version=a.baseline.version,
+                        detector_versions={d.name: d.version for d in a.detectors},
+                    )
                 )
         return out
 
@@ -442,6 +502,7 @@ class ScoringEngine:
             "detectors": [d.describe() for d in a.detectors],
             "retrains": [
                 {"version": r.version, "at": r.at, "reason": r.reason, "frames": r.frames}
-                for r in self.retrains if r.entity == entity
+                for r in self.retrains
+                if r.entity == entity
             ],
         }

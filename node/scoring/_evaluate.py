@@ -62,7 +62,11 @@ def _lineage(result: FrameResult, finding: Any) -> dict[str, Any]:
 
 
 def run_stream(
-    config: Any, *, seed: int, duration: float, engine_config: EngineConfig | None = None,
+    config: Any,
+    *,
+    seed: int,
+    duration: float,
+    engine_config: EngineConfig | None = None,
     batch_seconds: float = 1.0,
 ) -> dict[str, Any]:
     """Run one plant for ``duration`` wall seconds of stream time; events and truth."""
@@ -71,7 +75,9 @@ def run_stream(
     ec = engine_config or EngineConfig()
     start = 1_700_000_000.0
     sims = [
-        AssetSimulator(a, seed=seed, time_scale=config.time_scale, ambient=config.ambient_temperature)
+        AssetSimulator(
+            a, seed=seed, time_scale=config.time_scale, ambient=config.ambient_temperature
+        )
         for a in config.assets
     ]
     truth = GroundTruth(config.assets, start=start, time_scale=config.time_scale)
@@ -81,8 +87,11 @@ def run_stream(
         models[a.entity] = a.model
         for name, info in kind_telemetry(a.kind).items():
             specs[(a.entity, name)] = TagSpec(
-                unit=info.unit, minimum=info.minimum, maximum=info.maximum,
-                expected_interval=a.sample_interval, varies=True,
+                unit=info.unit,
+                minimum=info.minimum,
+                maximum=info.maximum,
+                expected_interval=a.sample_interval,
+                varies=True,
             )
     checker = QualityChecker(specs)
     engine = ScoringEngine(config=ec, cohort_of=models.__getitem__, seed=seed)
@@ -112,13 +121,27 @@ def run_stream(
         for name, value in tick.values.items():
             seq += 1
             s = new_sample(
-                a.entity, name, float(value), units[a.entity][name].unit, ts, ts + 0.01, None,
-                Quality.GOOD, prov[a.entity], f"{a.entity}/{name}/{tick.n}",
+                a.entity,
+                name,
+                float(value),
+                units[a.entity][name].unit,
+                ts,
+                ts + 0.01,
+                None,
+                Quality.GOOD,
+                prov[a.entity],
+                f"{a.entity}/{name}/{tick.n}",
             )
             s = checker.check(s, ts + 0.01).sample
             engine.add(
-                seq=seq, sample_id=s.sample_id, entity=s.entity, name=s.name, value=s.value,
-                source_ts=s.source_ts, received_ts=s.received_ts, quality=s.quality._value_,
+                seq=seq,
+                sample_id=s.sample_id,
+                entity=s.entity,
+                name=s.name,
+                value=s.value,
+                source_ts=s.source_ts,
+                received_ts=s.received_ts,
+                quality=s.quality._value_,
             )
         due[i] = (start + sim.n * a.sample_interval, i)
     engine.flush()
@@ -175,8 +198,9 @@ def _score_run(run: dict[str, Any]) -> dict[str, Any]:
         w = [(s, t + _GRACE) for s, t, _ in windows.get(ent, [])]
         t0 = run["warmup_end"][ent]
         false += [
-            e for e in opens if e["entity"] == ent and e["at"] >= t0
-            and not any(s <= e["at"] <= t for s, t in w)
+            e
+            for e in opens
+            if e["entity"] == ent and e["at"] >= t0 and not any(s <= e["at"] <= t for s, t in w)
         ]
         covered = sum(max(0.0, min(t, run["end"]) - max(s, t0)) for s, t in _union(w))
         healthy += max(run["end"] - t0 - covered, 0.0)
@@ -194,8 +218,13 @@ def _union(w: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def evaluate(
-    configs: Sequence[Path], *, seeds: int, duration: float | None = None, tail: float = 1800.0,
-    engine_config: EngineConfig | None = None, first_seed: int = 1,
+    configs: Sequence[Path],
+    *,
+    seeds: int,
+    duration: float | None = None,
+    tail: float = 1800.0,
+    engine_config: EngineConfig | None = None,
+    first_seed: int = 1,
 ) -> dict[str, Any]:
     from twinmesh.adapters.synthetic import load_config
 
@@ -208,9 +237,7 @@ def evaluate(
     runs = 0
     for path in configs:
         cfg = load_config(path)
-        last = max(
-            (f.end / cfg.time_scale for a in cfg.assets for f in a.faults), default=0.0
-        )
+        last = max((f.end / cfg.time_scale for a in cfg.assets for f in a.faults), default=0.0)
         dur = duration if duration is not None else last + tail
         for k in range(seeds):
             run = _score_run_and_keep(cfg, seed=first_seed + k, duration=dur, ec=engine_config)
@@ -244,9 +271,7 @@ def evaluate(
         "false_alerts": len(false),
         "healthy_asset_days": days,
         "false_per_asset_day": len(false) / days if days else math.nan,
-        "false_examples": [
-            {k: e[k] for k in ("entity", "at", "key", "score")} for e in false[:10]
-        ],
+        "false_examples": [{k: e[k] for k in ("entity", "at", "key", "score")} for e in false[:10]],
         "frames_scored": frames,
         "frames_per_second": frames / seconds if seconds else math.nan,
         "retrains": retrains[:20],
@@ -254,7 +279,9 @@ def evaluate(
     }
 
 
-def _score_run_and_keep(cfg: Any, *, seed: int, duration: float, ec: EngineConfig | None) -> dict[str, Any]:
+def _score_run_and_keep(
+    cfg: Any, *, seed: int, duration: float, ec: EngineConfig | None
+) -> dict[str, Any]:
     return run_stream(cfg, seed=seed, duration=duration, engine_config=ec)
 
 
@@ -318,28 +345,37 @@ def write_variants(
                 elif f["kind"] == "cooling_failure":
                     f["severity"] = round(rng.uniform(0.5, 0.95), 3)
                 elif f["kind"] == "sensor_drift":
-                    f["offset"] = round(f["offset"] * rng.uniform(0.7, 1.5) * rng.choice([1, -1]), 3)
+                    f["offset"] = round(
+                        f["offset"] * rng.uniform(0.7, 1.5) * rng.choice([1, -1]), 3
+                    )
         # One extra drift on a random process tag of a random asset.
         assets = alt.get("asset", [])
         if assets:
             asset = rng.choice(assets)
             tags = [
-                (n, i) for n, i in kind_telemetry(asset["kind"]).items()
-                if "vibration" not in n.lower() and "temperature" not in n.lower()
+                (n, i)
+                for n, i in kind_telemetry(asset["kind"]).items()
+                if "vibration" not in n.lower()
+                and "temperature" not in n.lower()
                 and n.lower() != "toolwear"
             ]
             name, info = rng.choice(tags)
             start = earliest + rng.uniform(0.0, 600.0) * scale
-            asset.setdefault("fault", []).append({
-                "id": f"{asset['name']}-extra-drift-v{v}",
-                "kind": "sensor_drift",
-                "telemetry": name,
-                "start": round(start, 1),
-                "duration": round(rng.uniform(200.0, 400.0) * scale, 1),
-                "offset": round(
-                    rng.uniform(0.015, 0.04) * (info.maximum - info.minimum) * rng.choice([1, -1]), 3
-                ),
-            })
+            asset.setdefault("fault", []).append(
+                {
+                    "id": f"{asset['name']}-extra-drift-v{v}",
+                    "kind": "sensor_drift",
+                    "telemetry": name,
+                    "start": round(start, 1),
+                    "duration": round(rng.uniform(200.0, 400.0) * scale, 1),
+                    "offset": round(
+                        rng.uniform(0.015, 0.04)
+                        * (info.maximum - info.minimum)
+                        * rng.choice([1, -1]),
+                        3,
+                    ),
+                }
+            )
         p = out / f"variant-{v}.toml"
         p.write_text(_dump(alt))
         paths.append(p)
@@ -374,8 +410,14 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main_evaluate(
-    config: Path, *, seeds: int, variants: int, duration: float | None, tail: float,
-    as_json: bool, first_seed: int = 1,
+    config: Path,
+    *,
+    seeds: int,
+    variants: int,
+    duration: float | None,
+    tail: float,
+    as_json: bool,
+    first_seed: int = 1,
 ) -> str:
     ec = EngineConfig()
     configs = [config]
@@ -385,9 +427,18 @@ def main_evaluate(
 
             interval = max(a.sample_interval for a in load_config(config).assets)
             configs += write_variants(
-                config, Path(tmp), count=variants, seed=first_seed,
+                config,
+                Path(tmp),
+                count=variants,
+                seed=first_seed,
                 warmup_seconds=ec.warmup * interval,
             )
-        result = evaluate(configs, seeds=seeds, duration=duration, tail=tail,
-                          engine_config=ec, first_seed=first_seed)
+        result = evaluate(
+            configs,
+            seeds=seeds,
+            duration=duration,
+            tail=tail,
+            engine_config=ec,
+            first_seed=first_seed,
+        )
     return json.dumps(result, indent=2, default=str) if as_json else format_table(result)

@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from twinmesh.adapters import Quality
+
 __all__ = [
     "FEATURE_SET",
     "FeatureSet",
@@ -42,9 +44,16 @@ __all__ = [
 ]
 
 #: Quality bits (twinmesh.adapters.Quality) that make a value unusable for scoring.
-_UNUSABLE = 1 | 8 | 32 | 64 | 256 | 512 | 1024  # BAD_STATUS, UNIT_*, DUPLICATE, OUT_OF_ORDER, ...
-_STUCK = 128  # Quality.STUCK
-_OUT_OF_RANGE = 4  # Quality.OUT_OF_RANGE
+_UNUSABLE = (
+    Quality.BAD_STATUS
+    | Quality.DUPLICATE
+    | Quality.OUT_OF_ORDER
+    | Quality.UNIT_MISMATCH
+    | Quality.TYPE_MISMATCH
+).value
+_LATE = Quality.OUT_OF_ORDER.value
+_STUCK = Quality.STUCK.value
+_OUT_OF_RANGE = Quality.OUT_OF_RANGE.value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,8 +83,12 @@ class FeatureSet:
     def describe(self) -> dict[str, object]:
         return {
             "version": self.version,
-            "roles": {"vibration": self.vibration, "thermal": self.thermal,
-                      "impulsive": self.impulsive, "tonal": self.tonal},
+            "roles": {
+                "vibration": self.vibration,
+                "thermal": self.thermal,
+                "impulsive": self.impulsive,
+                "tonal": self.tonal,
+            },
             "derived": {"slope": f"least squares over {self.slope_window} frames (thermal)"},
         }
 
@@ -136,13 +149,15 @@ class FrameAssembler:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
         v = float(value)
-        ref = SampleRef(sample_id=sample_id, name=name, source_ts=source_ts, received_ts=received_ts)
+        ref = SampleRef(
+            sample_id=sample_id, name=name, source_ts=source_ts, received_ts=received_ts
+        )
         if "." in name:  # <tag>.residual / <tag>.expected from the co-simulation
             if math.isfinite(v):
                 self.side.setdefault(entity, {})[name] = (v, ref)
             return None
         if quality & _UNUSABLE or not math.isfinite(v):
-            if quality & 64:
+            if quality & _LATE:
                 self.late += 1
             return None
         closed: Frame | None = None

@@ -39,7 +39,9 @@ class ResidualThreshold(Detector):
         n, f = batch.z.shape
         contrib = np.zeros((n, f))
         if not self._mask.any():
-            return Scores(detector=self.name, version=self.version, score=np.zeros(n), contrib=contrib)
+            return Scores(
+                detector=self.name, version=self.version, score=np.zeros(n), contrib=contrib
+            )
         for i in range(n):
             self._hist.append(np.where(batch.valid[i], batch.z[i], 0.0))
             contrib[i] = np.where(self._mask, np.mean(self._hist, axis=0) / self.limit, 0.0)

@@ -29,8 +29,8 @@ from ._engine import EngineConfig, FrameResult, ScoringEngine
 from ._features import FEATURE_SET
 
 if TYPE_CHECKING:
-    from ..alerts._service import AlertService
     from .._node import Node
+    from ..alerts._service import AlertService
     from ._diagnosis import Finding
 
 __all__ = ["CONSUMER", "ScoringService"]
@@ -115,8 +115,11 @@ class ScoringService:
             "recommended_action": finding.action,
         }
         side = self.engine.frames.side.get(result.entity, {})
-        residuals = {n: {"value": v, "source_ts": ref.source_ts, "sample_id": ref.sample_id}
-                     for n, (v, ref) in side.items() if n.endswith(".residual")}
+        residuals = {
+            n: {"value": v, "source_ts": ref.source_ts, "sample_id": ref.sample_id}
+            for n, (v, ref) in side.items()
+            if n.endswith(".residual")
+        }
         if residuals:
             out["residuals"] = residuals
             cosim = getattr(self.node, "cosim", None)

@@ -28,9 +28,7 @@ class Cohort:
         self.latest: dict[str, dict[str, float]] = {}
 
     def common_mode(self, member: str, feature: str) -> float:
-        others = [
-            v[feature] for m, v in self.latest.items() if m != member and feature in v
-        ]
+        others = [v[feature] for m, v in self.latest.items() if m != member and feature in v]
         if len(others) < 2:
             return 0.0
         return float(np.median(others))
@@ -67,7 +65,8 @@ class RollingZ(Detector):
             self._hist.append(row)
             mean = np.mean(self._hist, axis=0)
             self.cohort.latest[self.member] = {
-                name: float(mean[j]) for name, j in zip(names, np.flatnonzero(self._mask), strict=True)
+                name: float(mean[j])
+                for name, j in zip(names, np.flatnonzero(self._mask), strict=True)
             }
             adj = mean.copy()
             for name, j in zip(names, np.flatnonzero(self._mask), strict=True):

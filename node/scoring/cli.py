@@ -12,8 +12,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     print(
         main_evaluate(
-            Path(args.config), seeds=args.seeds, variants=args.variants,
-            duration=args.duration, tail=args.tail, as_json=args.json, first_seed=args.first_seed,
+            Path(args.config),
+            seeds=args.seeds,
+            variants=args.variants,
+            duration=args.duration,
+            tail=args.tail,
+            as_json=args.json,
+            first_seed=args.first_seed,
         )
     )
     return 0
@@ -30,12 +35,24 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--config", required=True, help="plant.toml of the synthetic plant")
     ev.add_argument("--seeds", type=int, default=3, help="seeds per plant file (default 3)")
     ev.add_argument("--first-seed", type=int, default=1)
-    ev.add_argument("--variants", type=int, default=2,
-                    help="altered copies of the plant written to a temp dir (default 2)")
-    ev.add_argument("--duration", type=float, default=None,
-                    help="stream seconds per run (default: last fault end + --tail)")
-    ev.add_argument("--tail", type=float, default=1800.0,
-                    help="healthy seconds after the last fault (default 1800)")
+    ev.add_argument(
+        "--variants",
+        type=int,
+        default=2,
+        help="altered copies of the plant written to a temp dir (default 2)",
+    )
+    ev.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stream seconds per run (default: last fault end + --tail)",
+    )
+    ev.add_argument(
+        "--tail",
+        type=float,
+        default=1800.0,
+        help="healthy seconds after the last fault (default 1800)",
+    )
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(handler=_evaluate)
     group.set_defaults(handler=lambda a: group.print_help() or 2)

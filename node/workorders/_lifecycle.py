@@ -57,11 +57,15 @@ def check_outcome(raw: Any) -> dict[str, str]:
         raise WorkOrderTransitionError(f"outcome.{unknown[0]}: unknown key")
     result = raw.get("result")
     if result not in OUTCOMES:
-        raise WorkOrderTransitionError(f"outcome.result: expected one of {list(OUTCOMES)}, got {result!r}")
+        raise WorkOrderTransitionError(
+            f"outcome.result: expected one of {list(OUTCOMES)}, got {result!r}"
+        )
     out = {"result": str(result)}
     for k in ("parts", "notes"):
         v = raw.get(k, "")
         if not isinstance(v, str) or len(v) > 4000:
-            raise WorkOrderTransitionError(f"outcome.{k}: expected a string of at most 4000 characters")
+            raise WorkOrderTransitionError(
+                f"outcome.{k}: expected a string of at most 4000 characters"
+            )
         out[k] = v
     return out

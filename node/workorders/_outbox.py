@@ -84,9 +84,22 @@ class Outbox:
         await self.db.executescript(_SCHEMA)
         await self.db.commit()
         for r in await self.db.execute_fetchall("SELECT * FROM deliveries"):
-            self._rows[r[0]] = dict(zip(
-                ("wo", "key", "status", "attempts", "next_at", "last_error", "http_status",
-                 "delivered_at"), r, strict=True))
+            self._rows[r[0]] = dict(
+                zip(
+                    (
+                        "wo",
+                        "key",
+                        "status",
+                        "attempts",
+                        "next_at",
+                        "last_error",
+                        "http_status",
+                        "delivered_at",
+                    ),
+                    r,
+                    strict=True,
+                )
+            )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox")
@@ -117,8 +130,19 @@ class Outbox:
             " status=excluded.status, attempts=excluded.attempts, next_at=excluded.next_at,"
             " last_error=excluded.last_error, http_status=excluded.http_status,"
             " delivered_at=excluded.delivered_at",
-            tuple(row[k] for k in ("wo", "key", "status", "attempts", "next_at", "last_error",
-                                   "http_status", "delivered_at")),
+            tuple(
+                row[k]
+                for k in (
+                    "wo",
+                    "key",
+                    "status",
+                    "attempts",
+                    "next_at",
+                    "last_error",
+                    "http_status",
+                    "delivered_at",
+                )
+            ),
         )
         await self.db.commit()
         self._rows[row["wo"]] = row
@@ -130,9 +154,18 @@ class Outbox:
             if wo["home"] != me or wo["id"] in self._rows:
                 continue
             if wo["state"] in ("approved", "scheduled", "done") and not wo["conflict"]:
-                await self._save({"wo": wo["id"], "key": f"{wo['id']}:approved", "status": "pending",
-                                  "attempts": 0, "next_at": now, "last_error": None,
-                                  "http_status": None, "delivered_at": None})
+                await self._save(
+                    {
+                        "wo": wo["id"],
+                        "key": f"{wo['id']}:approved",
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_at": now,
+                        "last_error": None,
+                        "http_status": None,
+                        "delivered_at": None,
+                    }
+                )
         for row in list(self._rows.values()):
             if row["status"] == "pending" and row["next_at"] <= now:
                 await self._deliver(dict(row))
@@ -141,15 +174,19 @@ class Outbox:
         wo = self.node.work_orders.get(row["wo"])
         if wo is None:
             return
-        payload = {"idempotency_key": row["key"], "work_order": wo,
-                   "alert": self.node.alerts.get(wo["alert"]) if wo.get("alert") else None}
+        payload = {
+            "idempotency_key": row["key"],
+            "work_order": wo,
+            "alert": self.node.alerts.get(wo["alert"]) if wo.get("alert") else None,
+        }
         if self._session is None:
             self._session = aiohttp.ClientSession()
         status: int | None = None
         error: str | None = None
         try:
             async with self._session.post(
-                self.settings.url, data=json.dumps(payload, default=str),
+                self.settings.url,
+                data=json.dumps(payload, default=str),
                 headers={"Idempotency-Key": row["key"], "Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
             ) as resp:
@@ -172,9 +209,12 @@ class Outbox:
             await self._save(row)
             return
         self.counters["failed_attempt"] += 1
-        delay = min(self.settings.backoff_base * 2 ** (row["attempts"] - 1), self.settings.backoff_max)
-        row.update(next_at=now + delay * self.rng.uniform(0.8, 1.2),
-                   last_error=error or f"HTTP {status}")
+        delay = min(
+            self.settings.backoff_base * 2 ** (row["attempts"] - 1), self.settings.backoff_max
+        )
+        row.update(
+            next_at=now + delay * self.rng.uniform(0.8, 1.2), last_error=error or f"HTTP {status}"
+        )
         await self._save(row)
 
     async def _run(self) -> None:

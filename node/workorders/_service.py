@@ -74,8 +74,11 @@ class WorkOrderService:
             if e.header.model == WORK_ORDER_MODEL
         ]
         return sorted(
-            (w for w in out if (state is None or w["state"] == state)
-             and (asset is None or w["asset"] == asset)),
+            (
+                w
+                for w in out
+                if (state is None or w["state"] == state) and (asset is None or w["asset"] == asset)
+            ),
             key=lambda w: w["id"],
         )
 
@@ -113,9 +116,12 @@ class WorkOrderService:
         if self.for_alert(str(event["alert"])) is not None:
             return
         await self.draft(
-            alert=str(event["alert"]), asset=str(event["entity"]),
+            alert=str(event["alert"]),
+            asset=str(event["entity"]),
             title=f"{diag.get('label', 'anomaly')} on {event['entity']}",
-            action=str(diag.get("action", "")), priority=sev, by="scoring",
+            action=str(diag.get("action", "")),
+            priority=sev,
+            by="scoring",
         )
 
     async def draft(
@@ -130,13 +136,29 @@ class WorkOrderService:
             return got
         now = self.node.clock()
         ms = int(now * 1000)
-        fields = {"state": "draft", "alert": alert, "asset": asset, "title": title[:500],
-                  "action": action[:2000], "priority": priority}
+        fields = {
+            "state": "draft",
+            "alert": alert,
+            "asset": asset,
+            "title": title[:500],
+            "action": action[:2000],
+            "priority": priority,
+        }
         muts: list[Any] = [lambda s, _q: s.create(wo_id, WORK_ORDER_MODEL, author=by)]
         for k, v in fields.items():
             muts.append(lambda s, _q, k=k, v=v: s.write(wo_id, k, v, author=by, now_ms=ms))
-        muts.append(self._history(wo_id, {"type": "draft", "to": "draft", "at": round(now, 6),
-                                          "by": by, "node": self.node.config.name}))
+        muts.append(
+            self._history(
+                wo_id,
+                {
+                    "type": "draft",
+                    "to": "draft",
+                    "at": round(now, 6),
+                    "by": by,
+                    "node": self.node.config.name,
+                },
+            )
+        )
         await self.node.write_many(*muts)
         self.drafted += 1
         got = self.get(wo_id)
@@ -144,7 +166,13 @@ class WorkOrderService:
         return got
 
     async def transition(
-        self, wo_id: str, action: str, *, by: str, outcome: Any = None, note: str = "",
+        self,
+        wo_id: str,
+        action: str,
+        *,
+        by: str,
+        outcome: Any = None,
+        note: str = "",
         scheduled_for: str | None = None,
     ) -> dict[str, Any]:
         wo = self.get(wo_id)
@@ -152,7 +180,8 @@ class WorkOrderService:
             raise KeyError(wo_id)
         if wo["conflict"]:
             raise LocalProtocolError(
-                f"{wo_id}.state has concurrent values; resolve the conflict in the review queue first"
+                f"{wo_id}.state has concurrent values;"
+                " resolve the conflict in the review queue first"
             )
         after = next_state(str(wo["state"]), action)
         if not isinstance(note, str) or len(note) > 2000:
@@ -166,11 +195,23 @@ class WorkOrderService:
         elif outcome is not None:
             raise LocalProtocolError("outcome: only completing a work order records one")
         if scheduled_for is not None:
-            if action != "schedule" or not isinstance(scheduled_for, str) or len(scheduled_for) > 64:
+            if (
+                action != "schedule"
+                or not isinstance(scheduled_for, str)
+                or len(scheduled_for) > 64
+            ):
                 raise LocalProtocolError("scheduled_for: a string given when scheduling")
-            muts.append(lambda s, _q: s.write(wo_id, "scheduledFor", scheduled_for, author=by, now_ms=ms))
-        entry = {"type": action, "from": wo["state"], "to": after, "at": round(now, 6), "by": by,
-                 "node": self.node.config.name}
+            muts.append(
+                lambda s, _q: s.write(wo_id, "scheduledFor", scheduled_for, author=by, now_ms=ms)
+            )
+        entry = {
+            "type": action,
+            "from": wo["state"],
+            "to": after,
+            "at": round(now, 6),
+            "by": by,
+            "node": self.node.config.name,
+        }
         if note:
             entry["note"] = note
         muts.append(self._history(wo_id, entry))
@@ -182,9 +223,16 @@ class WorkOrderService:
     async def record_delivery(self, wo_id: str, *, key: str, status: int) -> None:
         now = self.node.clock()
         await self.node.write_many(
-            self._history(wo_id, {"type": "delivered", "at": round(now, 6), "by": "outbox",
-                                  "node": self.node.config.name,
-                                  "note": f"HTTP {status}, idempotency key {key}"})
+            self._history(
+                wo_id,
+                {
+                    "type": "delivered",
+                    "at": round(now, 6),
+                    "by": "outbox",
+                    "node": self.node.config.name,
+                    "note": f"HTTP {status}, idempotency key {key}",
+                },
+            )
         )
 
     # -- labels ----------------------------------------------------------------------
