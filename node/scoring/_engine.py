@@ -181,7 +181,7 @@ class ScoringEngine:
         quality: int,
     ) -> None:
         self.samples_seen += 1
-        frame = self.frames.add(
+        closed = self.frames.add(
             seq=seq,
             sample_id=sample_id,
             entity=entity,
@@ -191,7 +191,7 @@ class ScoringEngine:
             received_ts=received_ts,
             quality=quality,
         )
-        if frame is not None:
+        for frame in closed:
             self._frame(frame)
 
     def add_stored(self, stored: Iterable[Any]) -> None:

@@ -54,6 +54,7 @@ _UNUSABLE = (
 _LATE = Quality.OUT_OF_ORDER.value
 _STUCK = Quality.STUCK.value
 _OUT_OF_RANGE = Quality.OUT_OF_RANGE.value
+_HORIZON = 16  # open frames per asset before the oldest closes incomplete
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,7 +129,8 @@ class FrameAssembler:
     """Samples (in buffer order) -> closed frames. Feed with :meth:`add`."""
 
     def __init__(self) -> None:
-        self._open: dict[str, Frame] = {}
+        self._open: dict[str, dict[float, Frame]] = {}
+        self._done: dict[str, float] = {}  # source time of the newest closed frame
         self.expected: dict[str, set[str]] = {}  # entity -> tags seen in its frames
         self.side: dict[str, dict[str, tuple[float, SampleRef]]] = {}  # cosim series
         self.late = 0
@@ -144,10 +146,10 @@ class FrameAssembler:
         source_ts: float,
         received_ts: float,
         quality: int,
-    ) -> Frame | None:
-        """Add one sample; returns a frame this sample closed (at most one)."""
+    ) -> list[Frame]:
+        """Add one sample; returns the frames it closed, oldest first."""
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
+            return []
         v = float(value)
         ref = SampleRef(
             sample_id=sample_id, name=name, source_ts=source_ts, received_ts=received_ts
@@ -155,22 +157,23 @@ class FrameAssembler:
         if "." in name:  # <tag>.residual / <tag>.expected from the co-simulation
             if math.isfinite(v):
                 self.side.setdefault(entity, {})[name] = (v, ref)
-            return None
+            return []
         if quality & _UNUSABLE or not math.isfinite(v):
             if quality & _LATE:
                 self.late += 1
-            return None
-        closed: Frame | None = None
-        frame = self._open.get(entity)
-        if frame is not None and source_ts < frame.ts - 1e-6:
+            return []
+        # Adapters deliver in batches that may interleave ticks (tag A of ticks n..n+2,
+        # then tag B of the same ticks), so several frames per asset stay open and
+        # close oldest first: when complete, or when _HORIZON newer ones are open.
+        frames = self._open.setdefault(entity, {})
+        done = self._done.get(entity, -math.inf)
+        if source_ts <= done + 1e-6:
             self.late += 1
-            return None
-        if frame is not None and source_ts > frame.ts + 1e-6:
-            closed = self._close(entity)
-            frame = None
+            return []
+        key = round(source_ts, 6)
+        frame = frames.get(key)
         if frame is None:
-            frame = Frame(entity=entity, ts=source_ts)
-            self._open[entity] = frame
+            frame = frames[key] = Frame(entity=entity, ts=source_ts)
         frame.values[name] = v
         frame.refs[name] = ref
         frame.received = max(frame.received, received_ts)
@@ -180,12 +183,18 @@ class FrameAssembler:
         if quality & _OUT_OF_RANGE:
             frame.out_of_range.add(name)
         known = self.expected.get(entity)
-        if closed is None and known is not None and known <= frame.values.keys():
-            return self._close(entity)
-        return closed
+        out: list[Frame] = []
+        while frames:
+            oldest = min(frames)
+            complete = known is not None and known <= frames[oldest].values.keys()
+            if not complete and len(frames) <= _HORIZON:
+                break
+            out.append(self._close(entity, oldest))
+        return out
 
-    def _close(self, entity: str) -> Frame:
-        frame = self._open.pop(entity)
+    def _close(self, entity: str, key: float) -> Frame:
+        frame = self._open[entity].pop(key)
+        self._done[entity] = frame.ts
         known = self.expected.setdefault(entity, set())
         known.update(frame.values)
         return frame
@@ -193,7 +202,7 @@ class FrameAssembler:
     def flush(self, entity: str | None = None) -> list[Frame]:
         """Close open frames (all, or one entity's): the stream paused."""
         names = [entity] if entity is not None else sorted(self._open)
-        return [self._close(e) for e in names if e in self._open]
+        return [self._close(e, k) for e in names for k in sorted(self._open.get(e, {}))]
 
     def forget_tag(self, entity: str, name: str) -> None:
         """A tag stopped reporting: frames close without waiting for it."""
