@@ -111,9 +111,9 @@ def setup(tmp_path: Path) -> Any:
 
 
 @pytest.mark.xfail(
-    reason="open defect: on the real node the scoring consumer scores every frame but raises"
-    " no alert, while the same engine over the same plant stream (score evaluate) alerts at"
-    " 50.6 s / 51.7 s; not yet found why (see the lane report)",
+    reason="open: the bearing-wear alert with lineage passes on the real node; the current"
+    " drift is not yet labelled within 90 s on the node (it is in score evaluate), so the"
+    " split/heal, work-order and webhook steps after it have not been seen passing",
     strict=False,
 )
 def test_plant_node_alerts_diagnoses_replicates_and_delivers_work_orders(setup: Any) -> None:
