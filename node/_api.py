@@ -47,6 +47,7 @@ from ._models import AUDIT_ENTITY
 from ._openapi import openapi_document
 from ._tokens import Role, TokenError, TokenIssuer
 from .cosim._api import add_routes as add_cosim_routes
+from .scoring._api import add_scoring_routes
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -619,6 +620,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
 
     add_telemetry_routes(routes, node, require)
     add_model_routes(routes, node, require)
+    add_scoring_routes(routes, node, require)
     @web.middleware
     async def settled(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A read never hands out a context covering a write that is not yet

@@ -98,6 +98,8 @@ class NodeConfig:
     # machine whose clock all processes share (chaos clock faults).
     clock_offset: float = 0.0
     cosim: CosimSettings | None = None  # [cosim]; None: no co-simulation
+    scoring: Any = None  # [scoring]: node.scoring._config (EngineConfig); None: defaults
+    webhook: Any = None  # [webhook]: node.workorders._outbox (WebhookSettings); None: no outbox
 
     @property
     def gossip_url(self) -> str:
@@ -202,6 +204,12 @@ def _parse(raw: dict[str, Any], path: Path, rel: Any, table: Any) -> NodeConfig:
         cosim = parse_cosim(raw, rel=rel, data_dir=data_dir)
     except CosimConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    from .scoring._config import parse_scoring_tables
+
+    try:
+        scoring, webhook = parse_scoring_tables(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return NodeConfig(
         name=name,
         role=role,
@@ -224,4 +232,6 @@ def _parse(raw: dict[str, Any], path: Path, rel: Any, table: Any) -> NodeConfig:
         telemetry=telemetry,
         clock_offset=clock_offset,
         cosim=cosim,
+        scoring=scoring,
+        webhook=webhook,
     )

@@ -30,6 +30,8 @@ NODE_TABLES: frozenset[str] = frozenset(
         "telemetry",
         "adapter",
         "cosim",  # node/cosim/_settings.py
+        "scoring",  # node/scoring/_config.py
+        "webhook",  # node/workorders/_outbox.py
     }
 )
 

@@ -124,6 +124,9 @@ def render_metrics(node: Node) -> str:
         _telemetry_metrics(node, metric)
     if node.cosim is not None:
         lines += node.cosim.metric_lines()
+    from .scoring._api import scoring_metrics
+
+    scoring_metrics(node, metric)
     return "\n".join(lines) + "\n"
 
 

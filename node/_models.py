@@ -37,10 +37,17 @@ def AUDIT_ENTITY(node: str) -> str:
 def load_registry(extra: Sequence[Path] = ()) -> ModelRegistry:
     """The DTDL models: shipped ones, then the files (or directories) in ``extra``."""
     registry = ModelRegistry()
-    registry.add_files([SHIPPED_MODELS])
+    registry.add_files([SHIPPED_MODELS, Path(__file__).resolve().parent / "workorders" / "models"])
     if extra:
         registry.add_files(list(extra))
     return registry
+
+
+def _alert_schemas() -> dict[str, EntitySchema]:
+    from .alerts._log import ALERT_LOG_MODEL, ALERT_LOG_SCHEMA
+    from .alerts._policy import POLICY_MODEL, POLICY_SCHEMA
+
+    return {ALERT_LOG_MODEL: ALERT_LOG_SCHEMA, POLICY_MODEL: POLICY_SCHEMA}
 
 
 def load_schemas(
@@ -53,6 +60,7 @@ def load_schemas(
     schemas[COMMANDS_MODEL] = COMMANDS_SCHEMA  # node/commands: signed commands and outcomes
     schemas[MODEL_DOCUMENT] = MODEL_SCHEMA
     schemas.update(COSIM_SCHEMAS)  # the fleet's FMU registry and deployments
+    schemas.update(_alert_schemas())
     for dtmi in registry:
         schemas[dtmi] = registry.entity_schema(dtmi)
     return schemas

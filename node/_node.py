@@ -105,6 +105,9 @@ class Node:
         self.telemetry: TelemetryService | None = None
         self.lifecycle = Lifecycle(self)  # ISO 23247 states; decommissioned twins are archived
         self.commands = CommandService(self)  # signed commands, executed at home only
+        from .scoring._node_hook import attach_scoring
+
+        attach_scoring(self)  # node.alerts, node.work_orders, node.scoring (node/scoring)
         if config.telemetry is not None:
             try:
                 specs = tag_specs(config.telemetry.assets, self.registry)
@@ -172,6 +175,7 @@ class Node:
             from .cosim._registry import publish_deployment
 
             await publish_deployment(self)
+        await self.scoring_hooks.open()
 
     async def _create_asset_twins(self) -> None:
         """The twin of every configured asset exists, with this node as its home.
@@ -255,8 +259,10 @@ class Node:
         self.commands.start()
         if self.cosim is not None:
             self.cosim.start()
+        self.scoring_hooks.start()
 
     async def close(self) -> None:
+        await self.scoring_hooks.close()
         await self.commands.close()
         if self.cosim is not None:
             await self.cosim.close()

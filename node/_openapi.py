@@ -68,6 +68,12 @@ def _query_param(name: str, required: bool = True) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "schema": {"type": "string"}}
 
 
+def _scoring_paths(*args: Any) -> dict[str, Any]:
+    from .scoring._api import openapi_paths
+
+    return openapi_paths(*args)
+
+
 def openapi_document(version: str) -> dict[str, Any]:
     from .web._openapi import web_paths  # late: node/web imports the API module
 
@@ -329,6 +335,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     ],
                 )
             },
+            **_scoring_paths(_op, _path_param, _query_param, auth),
             "/metrics": {"get": _op("Prometheus metrics", None, "text exposition format")},
             "/healthz": {"get": _op("Liveness", None, "ok")},
             "/openapi.json": {"get": _op("This document", None, "OpenAPI 3.1")},

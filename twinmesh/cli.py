@@ -19,6 +19,7 @@ from twinmesh import __version__
 _GROUPS: tuple[str, ...] = (
     "twinmesh.crdt.cli",
     "twinmesh.node.cli",
+    "twinmesh.node.scoring.cli",
     "twinmesh.node.fleet.cli",
     "twinmesh.node.chaos.cli",
     "twinmesh.node.demo.cli",

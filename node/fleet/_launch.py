@@ -75,7 +75,7 @@ def _plant_names(plants: int) -> list[str]:
 
 #: The tables a ``--telemetry`` file may add to a plant node's config: what the
 #: plant simulator writes (telemetry, adapters, co-simulation) and the scoring.
-_APPENDABLE_TABLES = ("telemetry", "adapter", "cosim")
+_APPENDABLE_TABLES = ("telemetry", "adapter", "cosim", "scoring", "webhook")
 
 
 def _check_telemetry_file(path: Path, text: str, node_dir: Path) -> None:

@@ -118,8 +118,12 @@ def fleet_rows(node: Node, watch: FleetWatch) -> list[FleetRow]:
         )
     ]
     window = 3 * node.config.gossip_interval + 2
-    for name, last in engine.last_contact().items():
-        reachable = last is not None and now - last < window
+    # The engine's contact times are monotonic (timers never jump with the
+    # wall clock); the page shows wall times, so each is dated by its age.
+    mono = node.monotonic()
+    for name, heard in engine.last_contact().items():
+        reachable = heard is not None and mono - heard < window
+        last = None if heard is None else now - (mono - heard)
         they_lack, we_lack = lag.get(name, (0, 0))
         rows.append(
             FleetRow(

@@ -1,0 +1,1 @@
+"""Alerts: policy (replicated), lifecycle (transition table), events with lineage."""

@@ -1,0 +1,300 @@
+"""Diagnosis: is an anomaly the machine or its sensor? With the evidence (pure).
+
+Theory of operation
+-------------------
+The detectors say *that* and, where they can, *which features*; diagnosis
+turns the pattern into a finding a technician can act on. It reasons from
+physical redundancy, not from names of assets or faults:
+
+* A transmitter fault is local: a **stuck** tag (the quality checker's STUCK
+  flag: the same value repeated exactly), a tag that stopped reporting while
+  its siblings report (**dropout**), or a process variable that breaks its
+  relations with the others while every relation that does not involve it
+  still holds (**drift**; the isolation test of ``Consistency.isolate``).
+  A drifting current transmitter breaks "current ~ load, speed" and nothing
+  else: it is labelled a sensor fault and the action is to check the
+  transmitter, not to pull the motor.
+* A machine fault moves physically coupled readings together: bearing
+  damage raises the vibration condition indicators (the impulsive ones —
+  kurtosis, the bearing band — first: Randall & Antoni, MSSP 25 (2011)); a
+  lost cooling raises a temperature (level and slope) while the process
+  variables that drive the heat stay consistent and normal. A temperature
+  that rises *with* bearing vibration is part of the bearing finding.
+* An IsolationForest outlier that nothing else explains is reported as an
+  unexplained machine anomaly with the features furthest from normal.
+
+Each :class:`Finding` has a condition ``key`` (kind, label, tag) — the unit the
+alert policy de-duplicates on — a score (1.0 = alarm limit), a confidence,
+the evidence (features, values, baselines, which detectors fired) and a
+recommended action.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._features import base_tag
+
+__all__ = ["ACTIONS", "Finding", "diagnose"]
+
+ACTIONS: Mapping[str, str] = {
+    "bearing_wear": "inspect the bearing (envelope spectrum, lubrication); plan its replacement",
+    "vibration": "check balance, alignment and mounting",
+    "cooling_failure": "check the cooling (fan, coolant flow, filters); reduce load until fixed",
+    "process_anomaly": "check the process conditions; several relations between readings broke",
+    "unexplained": "review the readings; no single cause identified",
+    "stuck": "check the transmitter and its input card: the value is frozen",
+    "dropout": "check the sensor's power and communication link",
+    "drift": "recalibrate or replace the transmitter; do not dispatch a mechanical crew",
+}
+_BEARING = re.compile(r"(?i)kurtosis|bearing")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    key: str  # "machine:bearing_wear", "sensor:drift:current", ...
+    kind: str  # "machine" | "sensor"
+    label: str
+    tag: str | None
+    score: float
+    confidence: float
+    detectors: dict[str, float]
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def action(self) -> str:
+        return ACTIONS.get(self.label, "")
+
+
+def _confidence(score: float) -> float:
+    return round(1.0 - math.exp(-score), 3)
+
+
+def _ev(
+    features: Sequence[str], idx: Sequence[int], d: np.ndarray, x: np.ndarray, center: np.ndarray
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "feature": features[i],
+            "value": round(float(x[i]), 6),
+            "baseline": round(float(center[i]), 6),
+            "deviation": round(float(d[i]), 3),
+        }
+        for i in idx
+    ]
+
+
+def diagnose(
+    *,
+    features: Sequence[str],
+    roles: Sequence[str],
+    x: np.ndarray,
+    center: np.ndarray,
+    level: np.ndarray,  # signed contributions of level detectors (rolling-z, ewma), max by |.|
+    level_by: Mapping[str, np.ndarray],
+    consistency: np.ndarray,
+    residual: np.ndarray,
+    iforest: float,
+    isolate: Any,  # callable(int) -> float
+    stuck: Sequence[str],
+    missing: Mapping[str, int],
+    dropout_frames: int,
+    via_vibration: set[int] | frozenset[int] = frozenset(),
+    impulsive: str = _BEARING.pattern,
+) -> list[Finding]:
+    out: list[Finding] = []
+    explained: set[str] = set()
+    for tag in sorted(stuck):
+        explained.add(tag)
+        out.append(
+            Finding(
+                key=f"sensor:stuck:{tag}",
+                kind="sensor",
+                label="stuck",
+                tag=tag,
+                score=2.0,
+                confidence=0.95,
+                detectors={"quality": 2.0},
+                evidence={"quality_flag": "STUCK", "tag": tag},
+            )
+        )
+    for tag, n in sorted(missing.items()):
+        if n >= dropout_frames:
+            explained.add(tag)
+            out.append(
+                Finding(
+                    key=f"sensor:dropout:{tag}",
+                    kind="sensor",
+                    label="dropout",
+                    tag=tag,
+                    score=2.0,
+                    confidence=0.9,
+                    detectors={"quality": 2.0},
+                    evidence={
+                        "missing_frames": n,
+                        "tag": tag,
+                        "note": "the asset's other tags keep reporting",
+                    },
+                )
+            )
+    roles_a = np.asarray(roles)
+
+    def fired(i: int) -> dict[str, float]:
+        got = {k: round(float(abs(v[i])), 3) for k, v in level_by.items() if abs(v[i]) >= 1.0}
+        if abs(residual[i]) >= 1.0:
+            got["residual"] = round(float(abs(residual[i])), 3)
+        return got
+
+    # Machine: vibration condition indicators.
+    vib = [
+        i for i in np.flatnonzero(roles_a == "vibration") if base_tag(features[i]) not in explained
+    ]
+    # Machine faults add vibration and heat: only rises count (a quieter machine
+    # is an operating point, not a fault). One indicator alone must be clearly out.
+    up = np.maximum(level, residual)
+    vib_hot = [i for i in vib if up[i] >= 1.0]
+    if len(vib_hot) == 1 and up[vib_hot[0]] < 2.0:
+        vib_hot = []
+    thermal = [
+        i
+        for i in np.flatnonzero((roles_a == "thermal") | (roles_a == "slope"))
+        if base_tag(features[i]) not in explained
+    ]
+    hot = [i for i in thermal if up[i] >= 1.0]
+    # Heating = the slope's rolling z is clearly positive (a sign alone is noise).
+    slope_of = {base_tag(features[i]): float(level[i]) for i in thermal if roles_a[i] == "slope"}
+    if vib_hot:
+        vib_hot.sort(key=lambda i: -up[i])
+        top = vib_hot[0]
+        bearing = any(re.search(impulsive, features[i]) for i in vib_hot[:2])
+        label = "bearing_wear" if bearing else "vibration"
+        score = max(up[i] for i in vib_hot)
+        det: dict[str, float] = {}
+        for i in vib_hot:
+            for k, v in fired(i).items():
+                det[k] = max(det.get(k, 0.0), v)
+        out.append(
+            Finding(
+                key=f"machine:{label}",
+                kind="machine",
+                label=label,
+                tag=None,
+                score=float(score),
+                confidence=_confidence(score * len(vib_hot) / max(len(vib), 1) * 2),
+                detectors=det,
+                evidence={
+                    "features": _ev(features, vib_hot + hot, level, x, center),
+                    "coupled": f"{len(vib_hot)} of {len(vib)} vibration indicators moved together",
+                    "strongest": features[top],
+                },
+            )
+        )
+        hot = []  # a temperature rising with bearing vibration is part of that finding
+    if hot:
+        by_tag: dict[str, list[int]] = {}
+        for i in hot:
+            by_tag.setdefault(base_tag(features[i]), []).append(i)
+        process_ok = float(np.max(np.abs(consistency), initial=0.0)) < 1.0
+        for tag, idx in sorted(by_tag.items()):
+            score = max(up[i] for i in idx)
+            heating = slope_of.get(tag, 1.0) >= 0.25
+            if not heating:
+                # Hot but no longer heating (a machine cooling down after a repair,
+                # or a cooling failure at its new steady state): this keeps an
+                # alert open but never raises one.
+                score = min(score, 0.9)
+            det = {}
+            for i in idx:
+                for k, v in fired(i).items():
+                    det[k] = max(det.get(k, 0.0), v)
+            out.append(
+                Finding(
+                    key=f"machine:cooling_failure:{tag}",
+                    kind="machine",
+                    label="cooling_failure",
+                    tag=tag,
+                    score=float(score),
+                    confidence=_confidence(score if process_ok else score / 2),
+                    detectors=det,
+                    evidence={
+                        "features": _ev(features, idx, level, x, center),
+                        "drivers_consistent": process_ok,
+                        "heating": heating,
+                        "note": "the temperature rises beyond its healthy range while the"
+                        " process variables that drive the heat stay consistent",
+                    },
+                )
+            )
+    # Cross-sensor consistency of process variables.
+    # Relations that use the vibration lines as a speed measurement break when the
+    # machine vibrates more; with a vibration finding standing, they say nothing.
+    skip = set(via_vibration) if vib_hot else set()
+    proc = [
+        i
+        for i in range(len(features))
+        if abs(consistency[i]) >= 1.0 and base_tag(features[i]) not in explained and i not in skip
+    ]
+    if proc:
+        # The suspect is the variable whose removal leaves every other relation
+        # consistent (argmin of the rest); ties go to the larger residual.
+        ranked = sorted(proc, key=lambda i: (isolate(i), -abs(consistency[i])))
+        j = ranked[0]
+        rest = isolate(j)
+        tag = base_tag(features[j])
+        score = float(abs(consistency[j]))
+        others = [i for i in proc if i != j]
+        if rest < 0.5:
+            out.append(
+                Finding(
+                    key=f"sensor:drift:{tag}",
+                    kind="sensor",
+                    label="drift",
+                    tag=tag,
+                    score=score,
+                    confidence=_confidence(score * (1.0 - rest)),
+                    detectors={"consistency": round(score, 3)},
+                    evidence={
+                        "features": _ev(features, [j, *others], consistency, x, center),
+                        "relations_without_it": round(rest, 3),
+                        "note": f"{tag} disagrees with the readings it is physically tied to,"
+                        " while every relation that does not use it still holds",
+                    },
+                )
+            )
+        else:
+            out.append(
+                Finding(
+                    key="machine:process_anomaly",
+                    kind="machine",
+                    label="process_anomaly",
+                    tag=None,
+                    score=score,
+                    confidence=_confidence(score / 2),
+                    detectors={"consistency": round(score, 3)},
+                    evidence={
+                        "features": _ev(features, proc, consistency, x, center),
+                        "relations_without_strongest": round(rest, 3),
+                    },
+                )
+            )
+    if not out and iforest >= 1.0:
+        order = [int(i) for i in np.argsort(-np.abs(level))[:3]]
+        out.append(
+            Finding(
+                key="machine:unexplained",
+                kind="machine",
+                label="unexplained",
+                tag=None,
+                score=float(iforest),
+                confidence=_confidence(iforest / 3),
+                detectors={"iforest": round(float(iforest), 3)},
+                evidence={"features": _ev(features, order, level, x, center)},
+            )
+        )
+    return out

@@ -1,0 +1,508 @@
+"""The scoring engine: samples in, scored frames with findings out (pure).
+
+Theory of operation
+-------------------
+Per asset, the engine goes through two phases:
+
+1. **Warm-up**: the first ``warmup`` frames are collected, not scored. Then the
+   feature layout is fixed (the tags the asset reported in most warm-up
+   frames, thermal slopes, co-simulation residuals present) and a
+   :class:`~._baseline.Baseline` is learned; every detector is fitted on it.
+2. **Scoring**: frames are scored in micro-batches (all frames of the asset
+   closed since the last :meth:`ScoringEngine.process`): each detector scores
+   the batch, and :func:`~._diagnosis.diagnose` turns each frame's scores
+   into findings.
+
+*Retraining on measured drift* (and only then, never by calendar): the engine
+keeps the standardised values of recent frames that raised no finding. When
+their mean has moved by ``drift_limit`` scales on some monitored feature and
+the move has settled (the two halves of the window agree), the operating point
+changed (a new product, a season) rather than the machine: the baseline is
+relearned from those frames, its version bumped and the reason recorded. A
+new input series (the co-simulation starting to publish residuals) also
+retrains, with that reason. A still-developing fault never retrains: frames
+with findings are not collected, and an unsettled trend does not qualify.
+
+Everything takes ``now`` and a seed; no clock, no global RNG.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._baseline import Baseline, learn_baseline
+from ._consistency import Consistency
+from ._detector import Batch, Detector
+from ._diagnosis import Finding, diagnose
+from ._ewma import Ewma
+from ._features import (
+    FEATURE_SET,
+    FeatureSet,
+    Frame,
+    FrameAssembler,
+    SampleRef,
+    SlopeTracker,
+    feature_names,
+    roles_of,
+)
+from ._iforest import IForest
+from ._residual import ResidualThreshold
+from ._zscore import Cohort, RollingZ
+
+__all__ = ["EngineConfig", "FrameResult", "Retrain", "ScoringEngine"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    warmup: int = 120  # frames
+    drift_window: int = 600  # frames of healthy readings compared with the baseline
+    drift_limit: float = 2.0  # scales the healthy mean may move before a retrain
+    dropout_frames: int = 6  # frames a tag may miss while its siblings report
+    stale_after: float = 1.0  # at least this many seconds without any frame ...
+    # ... and dropout_frames typical frame intervals: the whole asset dropped out
+    detectors: tuple[str, ...] = ("rolling-z", "ewma", "iforest", "consistency", "residual")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "warmup": self.warmup,
+            "drift_window": self.drift_window,
+            "drift_limit": self.drift_limit,
+            "dropout_frames": self.dropout_frames,
+            "stale_after": self.stale_after,
+            "detectors": list(self.detectors),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retrain:
+    entity: str
+    version: int
+    at: float
+    reason: str
+    frames: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameResult:
+    entity: str
+    ts: float
+    received: float
+    seq: int
+    findings: tuple[Finding, ...]
+    scores: Mapping[str, float]  # detector -> frame score
+    refs: Mapping[str, SampleRef]
+    model_version: int
+    detector_versions: Mapping[str, str]
+
+
+def _make(name: str, member: str, cohort: Cohort) -> Detector:
+    if name == "rolling-z":
+        return RollingZ(member=member, cohort=cohort)
+    if name == "ewma":
+        return Ewma()
+    if name == "iforest":
+        return IForest()
+    if name == "consistency":
+        return Consistency()
+    if name == "residual":
+        return ResidualThreshold()
+    raise ValueError(f"unknown detector {name!r}")
+
+
+DETECTORS = ("rolling-z", "ewma", "iforest", "consistency", "residual")
+
+
+@dataclass(slots=True)
+class _Asset:
+    entity: str
+    cohort: str
+    warm: list[Frame] = field(default_factory=list)
+    baseline: Baseline | None = None
+    features: tuple[str, ...] = ()
+    detectors: list[Detector] = field(default_factory=list)
+    slopes: dict[str, SlopeTracker] = field(default_factory=dict)
+    missing: Counter[str] = field(default_factory=Counter)
+    pending: list[tuple[Frame, np.ndarray, np.ndarray]] = field(default_factory=list)
+    healthy: deque[np.ndarray] = field(default_factory=deque)
+    healthy_x: deque[np.ndarray] = field(default_factory=deque)
+    last_frame: float = 0.0  # receive time of the newest frame
+    last_ts: float = 0.0
+    interval: float = 0.0  # running mean of the time between frames (receive time)
+    stale: bool = False
+    scored: int = 0
+
+
+class ScoringEngine:
+    """Feed samples with :meth:`add`; call :meth:`process` to score what closed."""
+
+    def __init__(
+        self,
+        *,
+        config: EngineConfig | None = None,
+        cohort_of: Callable[[str], str] = lambda entity: "",
+        seed: int = 0,
+        feature_set: FeatureSet = FEATURE_SET,
+        skip: Callable[[str], bool] = lambda entity: False,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.fs = feature_set
+        self.cohort_of = cohort_of
+        self.skip = skip
+        self.rng = np.random.default_rng(seed)
+        self.frames = FrameAssembler()
+        self.assets: dict[str, _Asset] = {}
+        self.cohorts: dict[str, Cohort] = {}
+        self.retrains: list[Retrain] = []
+        self.samples_seen = 0
+        self.frames_scored = 0
+        self.newest_scored_ts = 0.0
+        #: Optional hook (entity, ts, features, x, level, consistency, findings) for
+        #: the evaluation's --trace and for debugging a detector.
+        self.trace: Callable[..., None] | None = None
+
+    # -- input -----------------------------------------------------------------------
+
+    def add(
+        self,
+        *,
+        seq: int,
+        sample_id: str,
+        entity: str,
+        name: str,
+        value: object,
+        source_ts: float,
+        received_ts: float,
+        quality: int,
+    ) -> None:
+        self.samples_seen += 1
+        closed = self.frames.add(
+            seq=seq,
+            sample_id=sample_id,
+            entity=entity,
+            name=name,
+            value=value,
+            source_ts=source_ts,
+            received_ts=received_ts,
+            quality=quality,
+        )
+        for frame in closed:
+            self._frame(frame)
+
+    def add_stored(self, stored: Iterable[Any]) -> None:
+        """Add ``StoredSample`` s from the telemetry buffer."""
+        for st in stored:
+            s = st.sample
+            self.add(
+                seq=st.seq,
+                sample_id=s.sample_id,
+                entity=s.entity,
+                name=s.name,
+                value=s.value,
+                source_ts=s.source_ts,
+                received_ts=s.received_ts,
+                quality=s.quality._value_,
+            )
+
+    def flush(self) -> None:
+        for frame in self.frames.flush():
+            self._frame(frame)
+
+    def _asset(self, entity: str) -> _Asset:
+        a = self.assets.get(entity)
+        if a is None:
+            a = _Asset(entity=entity, cohort=self.cohort_of(entity))
+            a.healthy = deque(maxlen=self.config.drift_window)
+            a.healthy_x = deque(maxlen=self.config.drift_window)
+            self.assets[entity] = a
+        return a
+
+    def _frame(self, frame: Frame) -> None:
+        if self.skip(frame.entity):
+            return
+        a = self._asset(frame.entity)
+        if a.last_frame and frame.received > a.last_frame:
+            gap = frame.received - a.last_frame
+            a.interval = (
+                gap if not a.interval else 0.95 * a.interval + 0.05 * min(gap, 10 * a.interval)
+            )
+        a.last_frame = max(a.last_frame, frame.received)
+        a.last_ts = max(a.last_ts, frame.ts)
+        a.stale = False
+        for name, v in list(frame.values.items()):
+            if self.fs.role(name) == "thermal":
+                tracker = a.slopes.setdefault(name, SlopeTracker(self.fs.slope_window))
+                frame.values[f"{name}:slope"] = tracker.push(v)
+        if a.baseline is None:
+            a.warm.append(frame)
+            if len(a.warm) >= self.config.warmup:
+                self._train(a, a.warm, reason=f"warm-up of {len(a.warm)} frames", at=frame.ts)
+                a.warm = []
+            return
+        side = self.frames.side.get(frame.entity, {})
+        if any(n.endswith(".residual") and n not in a.features for n in side):
+            # A new input series: relearn with it (collect a fresh warm-up).
+            a.baseline = None
+            a.warm = [frame]
+            self.retrains.append(
+                Retrain(
+                    entity=a.entity,
+                    version=-1,
+                    at=frame.ts,
+                    frames=0,
+                    reason="new input series: "
+                    + ", ".join(
+                        sorted(n for n in side if n.endswith(".residual") and n not in a.features)
+                    ),
+                )
+            )
+            return
+        x, valid = self._vector(a, frame)
+        a.pending.append((frame, x, valid))
+
+    def _vector(self, a: _Asset, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        side = self.frames.side.get(frame.entity, {})
+        x = np.empty(len(a.features))
+        valid = np.ones(len(a.features), dtype=bool)
+        for i, f in enumerate(a.features):
+            if f.endswith(".residual"):
+                got = side.get(f)
+                v = got[0] if got is not None else None
+            else:
+                v = frame.values.get(f)
+            if v is None:
+                valid[i] = False
+                x[i] = np.nan
+            else:
+                x[i] = v
+        return x, valid
+
+    # -- training --------------------------------------------------------------------
+
+    def _train(self, a: _Asset, frames: list[Frame], *, reason: str, at: float) -> None:
+        counts: Counter[str] = Counter()
+        for fr in frames:
+            counts.update(k for k in fr.values if ":" not in k)
+        tags = [t for t, n in counts.items() if n >= len(frames) / 2]
+        side = self.frames.side.get(a.entity, {})
+        a.features = tuple(feature_names(tags, side.keys(), self.fs))
+        rows = []
+        for fr in frames:
+            x, _ = self._vector(a, fr)
+            rows.append(x)
+        self._fit(a, np.array(rows), reason=reason, at=at)
+
+    def _fit(self, a: _Asset, x: np.ndarray, *, reason: str, at: float) -> None:
+        roles = roles_of(a.features, self.fs)
+        version = (
+            (a.baseline.version + 1)
+            if a.baseline is not None
+            else (1 + sum(1 for r in self.retrains if r.entity == a.entity and r.version > 0))
+        )
+        b = learn_baseline(
+            x,
+            a.features,
+            [roles[f] for f in a.features],
+            version=version,
+            trained_at=at,
+            reason=reason,
+            tonal=[
+                i
+                for i, f in enumerate(a.features)
+                if self.fs.tonal and roles[f] == "vibration" and re.search(self.fs.tonal, f)
+            ],
+        )
+        a.baseline = b
+        valid = np.isfinite(x)
+        train = Batch(x=x, z=np.where(valid, b.standardise(np.nan_to_num(x)), 0.0), valid=valid)
+        cohort = self.cohorts.setdefault(a.cohort, Cohort())
+        a.detectors = [_make(n, a.entity, cohort) for n in self.config.detectors]
+        for d in a.detectors:
+            d.fit(b, train, self.rng)
+        a.healthy.clear()
+        a.healthy_x.clear()
+        self.retrains.append(
+            Retrain(entity=a.entity, version=version, at=at, reason=reason, frames=len(x))
+        )
+
+    # -- scoring ---------------------------------------------------------------------
+
+    def process(self, now: float) -> list[FrameResult]:
+        """Score every frame closed since the last call (micro-batches per asset)."""
+        out: list[FrameResult] = []
+        for a in self.assets.values():
+            if a.pending and a.baseline is not None:
+                out += self._score(a)
+        out += self._sweep(now)
+        return out
+
+    def _score(self, a: _Asset) -> list[FrameResult]:
+        b = a.baseline
+        assert b is not None
+        pending, a.pending = a.pending, []
+        x = np.array([p[1] for p in pending])
+        valid = np.array([p[2] for p in pending])
+        z = np.where(valid, b.standardise(np.nan_to_num(x)), 0.0)
+        batch = Batch(x=x, z=z, valid=valid)
+        results = {d.name: d.score(batch) for d in a.detectors}
+        n, f = z.shape
+        zero = np.zeros((n, f))
+        level_by = {
+            k: results[k].contrib if k in results and results[k].contrib is not None else zero
+            for k in ("rolling-z", "ewma")
+        }
+        stacked = np.stack(list(level_by.values()))
+        pick = np.argmax(np.abs(stacked), axis=0)
+        level = np.take_along_axis(stacked, pick[None], axis=0)[0]
+        cons_det = next((d for d in a.detectors if isinstance(d, Consistency)), None)
+        cons = results["consistency"].contrib if "consistency" in results else zero
+        res = results["residual"].contrib if "residual" in results else zero
+        iso = results["iforest"].score if "iforest" in results else np.zeros(n)
+        assert cons is not None and res is not None
+        versions = {d.name: d.version for d in a.detectors}
+        out = []
+        tags = {t for t in a.features if ":" not in t and "." not in t}
+        roles_v = np.array(b.roles) == "vibration"
+        via_vib = {r.target for r in b.relations if any(roles_v[i] for i in r.inputs)}
+        for i, (frame, xi, _vi) in enumerate(pending):
+            for t in tags:
+                if t in frame.values:
+                    a.missing.pop(t, None)
+                else:
+                    a.missing[t] += 1
+            findings = diagnose(
+                features=a.features,
+                roles=b.roles,
+                x=np.nan_to_num(xi),
+                center=b.center,
+                level=level[i],
+                level_by={k: v[i] for k, v in level_by.items()},
+                consistency=cons[i],
+                residual=res[i],
+                iforest=float(iso[i]),
+                isolate=(cons_det.isolate if cons_det is not None else (lambda j: float("inf"))),
+                stuck=sorted(frame.stuck),
+                missing=dict(a.missing),
+                via_vibration=via_vib,
+                impulsive=self.fs.impulsive,
+                dropout_frames=self.config.dropout_frames,
+            )
+            scores = {k: float(v.score[i]) for k, v in results.items()}
+            if self.trace is not None:
+                self.trace(a.entity, frame.ts, a.features, xi, level[i], cons[i], findings)
+            out.append(
+                FrameResult(
+                    entity=a.entity,
+                    ts=frame.ts,
+                    received=frame.received,
+                    seq=frame.seq,
+                    findings=tuple(findings),
+                    scores=scores,
+                    refs=dict(frame.refs),
+                    model_version=b.version,
+                    detector_versions=versions,
+                )
+            )
+            if not findings and max(scores.values(), default=0.0) < 0.5:
+                a.healthy.append(z[i])
+                a.healthy_x.append(xi)
+        a.scored += n
+        self.frames_scored += n
+        self.newest_scored_ts = max(self.newest_scored_ts, pending[-1][0].ts)
+        self._check_drift(a, pending[-1][0].ts)
+        return out
+
+    def _check_drift(self, a: _Asset, at: float) -> None:
+        b = a.baseline
+        w = self.config.drift_window
+        if b is None or len(a.healthy) < w:
+            return
+        z = np.array(a.healthy)
+        roles = np.array(b.roles)
+        mon = b.stationary & (roles != "process")
+        if not mon.any():
+            return
+        mean = np.abs(z[:, mon].mean(axis=0))
+        k = int(np.argmax(mean))
+        if mean[k] < self.config.drift_limit:
+            return
+        half = w // 2
+        settled = np.abs(z[:half, mon].mean(axis=0) - z[half:, mon].mean(axis=0)) < 1.0
+        if not settled[k]:
+            return
+        feature = [f for f, m in zip(b.features, mon, strict=True) if m][k]
+        x = np.array(a.healthy_x)[-max(self.config.warmup, w // 2) :]
+        self._fit(
+            a,
+            x,
+            at=at,
+            reason=f"input drift: {feature} healthy mean moved {mean[k]:.2f} scales from the"
+            f" baseline over {w} frames (settled)",
+        )
+
+    def _sweep(self, now: float) -> list[FrameResult]:
+        """Whole-asset dropouts: no frame for ``stale_after`` seconds."""
+        out = []
+        for a in self.assets.values():
+            if a.baseline is None or not a.last_frame:
+                continue
+            limit = max(self.config.dropout_frames * a.interval, self.config.stale_after)
+            if now - a.last_frame >= limit:
+                # Reported on every sweep while it lasts: the alert stays open until
+                # frames come back (then the finding is absent and the alert clears).
+                a.stale = True
+                f = Finding(
+                    key="sensor:dropout:*",
+                    kind="sensor",
+                    label="dropout",
+                    tag=None,
+                    score=2.0,
+                    confidence=0.9,
+                    detectors={"quality": 2.0},
+                    evidence={
+                        "silent_seconds": round(now - a.last_frame, 3),
+                        "note": "no reading of any tag of the asset",
+                    },
+                )
+                out.append(
+                    FrameResult(
+                        entity=a.entity,
+                        ts=now,
+                        received=now,
+                        seq=0,
+                        findings=(f,),
+                        scores={},
+                        refs={},
+                        model_version=a.baseline.version,
+                        detector_versions={d.name: d.version for d in a.detectors},
+                    )
+                )
+        return out
+
+    def is_stale(self, entity: str) -> bool:
+        a = self.assets.get(entity)
+        return bool(a and a.stale)
+
+    def describe(self, entity: str) -> dict[str, Any] | None:
+        a = self.assets.get(entity)
+        if a is None:
+            return None
+        return {
+            "entity": entity,
+            "cohort": a.cohort,
+            "phase": "scoring" if a.baseline is not None else "warm-up",
+            "warmup_frames": len(a.warm),
+            "frames_scored": a.scored,
+            "baseline": a.baseline.describe() if a.baseline is not None else None,
+            "detectors": [d.describe() for d in a.detectors],
+            "retrains": [
+                {"version": r.version, "at": r.at, "reason": r.reason, "frames": r.frames}
+                for r in self.retrains
+                if r.entity == entity
+            ],
+        }

@@ -1,0 +1,261 @@
+"""Features: telemetry samples grouped into frames, then into feature vectors (pure).
+
+Theory of operation
+-------------------
+A device reports every tag of one reading with the same source timestamp, so
+the natural unit to score is a **frame**: the values of one asset at one
+source time. :class:`FrameAssembler` builds frames incrementally from samples
+in buffer order (the buffer's consumer cursor gives that order). A frame is
+closed as soon as every tag the asset is known to report has arrived (no
+waiting: this keeps sample-to-alert latency at one commit), or when a sample
+with a later source time arrives (a tag dropped out), or by :meth:`flush`.
+Samples older than the open frame, or flagged out of order, are late and only
+counted: scoring is causal.
+
+Co-simulation series ``<name>.expected`` / ``<name>.residual`` (CONTRACTS.md)
+arrive after the observed reading; the newest residual per tag is carried into
+the next frames as a feature (lineage records its source time).
+
+A :class:`FeatureSet` is a versioned definition: which tags play which role
+(*vibration* condition indicators, *thermal* tags, *process* variables), and
+which derived features exist (the least-squares slope of each thermal tag over
+a trailing window). Changing the definition changes the version, and the
+version goes into every scored event's lineage.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from twinmesh.adapters import Quality
+
+__all__ = [
+    "FEATURE_SET",
+    "FeatureSet",
+    "Frame",
+    "FrameAssembler",
+    "SampleRef",
+    "SlopeTracker",
+    "tag_role",
+]
+
+#: Quality bits (twinmesh.adapters.Quality) that make a value unusable for scoring.
+_UNUSABLE = (
+    Quality.BAD_STATUS
+    | Quality.DUPLICATE
+    | Quality.OUT_OF_ORDER
+    | Quality.UNIT_MISMATCH
+    | Quality.TYPE_MISMATCH
+).value
+_LATE = Quality.OUT_OF_ORDER.value
+_STUCK = Quality.STUCK.value
+_OUT_OF_RANGE = Quality.OUT_OF_RANGE.value
+_HORIZON = 16  # open frames per asset before the oldest closes incomplete
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureSet:
+    """A versioned definition of the features computed per asset."""
+
+    version: str = "fs-1"
+    vibration: str = r"(?i)vibration"  # name pattern of vibration condition indicators
+    thermal: str = r"(?i)temperature"  # name pattern of temperatures
+    #: Vibration indicators of bearing damage (impulsive): kurtosis, bearing band.
+    impulsive: str = r"(?i)kurtosis|bearing"
+    #: Tonal vibration lines that follow running speed (e.g. r"(?i)1x|2x") may be
+    #: inputs of the process relations, measuring a speed the asset does not
+    #: report. Off by default: on the CNC centre's stepped program they made the
+    #: relations alarm at transients (measured: 2 false alerts in 0.47 asset-days)
+    #: and still did not catch a drifting spindle speed.
+    tonal: str | None = None
+    slope_window: int = 20  # frames in the trailing slope of a thermal tag
+
+    def role(self, name: str) -> str:
+        if re.search(self.vibration, name):
+            return "vibration"
+        if re.search(self.thermal, name):
+            return "thermal"
+        return "process"
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "roles": {
+                "vibration": self.vibration,
+                "thermal": self.thermal,
+                "impulsive": self.impulsive,
+                "tonal": self.tonal,
+            },
+            "derived": {"slope": f"least squares over {self.slope_window} frames (thermal)"},
+        }
+
+
+FEATURE_SET = FeatureSet()
+
+
+def tag_role(name: str, fs: FeatureSet = FEATURE_SET) -> str:
+    return fs.role(name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SampleRef:
+    """Where a value came from: enough for lineage."""
+
+    sample_id: str
+    name: str
+    source_ts: float
+    received_ts: float
+
+
+@dataclass(slots=True, kw_only=True)
+class Frame:
+    """One asset's readings at one source time."""
+
+    entity: str
+    ts: float  # source time
+    values: dict[str, float] = field(default_factory=dict)
+    refs: dict[str, SampleRef] = field(default_factory=dict)
+    stuck: set[str] = field(default_factory=set)  # tags flagged STUCK in this frame
+    out_of_range: set[str] = field(default_factory=set)
+    received: float = 0.0  # newest receive time of its samples (for latency)
+    seq: int = 0  # newest buffer seq in the frame
+
+
+class FrameAssembler:
+    """Samples (in buffer order) -> closed frames. Feed with :meth:`add`."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, dict[float, Frame]] = {}
+        self._done: dict[str, float] = {}  # source time of the newest closed frame
+        self.expected: dict[str, set[str]] = {}  # entity -> tags seen in its frames
+        self.side: dict[str, dict[str, tuple[float, SampleRef]]] = {}  # cosim series
+        self.late = 0
+
+    def add(
+        self,
+        *,
+        seq: int,
+        sample_id: str,
+        entity: str,
+        name: str,
+        value: object,
+        source_ts: float,
+        received_ts: float,
+        quality: int,
+    ) -> list[Frame]:
+        """Add one sample; returns the frames it closed, oldest first."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return []
+        v = float(value)
+        ref = SampleRef(
+            sample_id=sample_id, name=name, source_ts=source_ts, received_ts=received_ts
+        )
+        if "." in name:  # <tag>.residual / <tag>.expected from the co-simulation
+            if math.isfinite(v):
+                self.side.setdefault(entity, {})[name] = (v, ref)
+            return []
+        if quality & _UNUSABLE or not math.isfinite(v):
+            if quality & _LATE:
+                self.late += 1
+            return []
+        # Adapters deliver in batches that may interleave ticks (tag A of ticks n..n+2,
+        # then tag B of the same ticks), so several frames per asset stay open and
+        # close oldest first: when complete, or when _HORIZON newer ones are open.
+        frames = self._open.setdefault(entity, {})
+        done = self._done.get(entity, -math.inf)
+        if source_ts <= done + 1e-6:
+            self.late += 1
+            return []
+        key = round(source_ts, 6)
+        frame = frames.get(key)
+        if frame is None:
+            frame = frames[key] = Frame(entity=entity, ts=source_ts)
+        frame.values[name] = v
+        frame.refs[name] = ref
+        frame.received = max(frame.received, received_ts)
+        frame.seq = max(frame.seq, seq)
+        if quality & _STUCK:
+            frame.stuck.add(name)
+        if quality & _OUT_OF_RANGE:
+            frame.out_of_range.add(name)
+        known = self.expected.get(entity)
+        out: list[Frame] = []
+        while frames:
+            oldest = min(frames)
+            complete = known is not None and known <= frames[oldest].values.keys()
+            if not complete and len(frames) <= _HORIZON:
+                break
+            out.append(self._close(entity, oldest))
+        return out
+
+    def _close(self, entity: str, key: float) -> Frame:
+        frame = self._open[entity].pop(key)
+        self._done[entity] = frame.ts
+        known = self.expected.setdefault(entity, set())
+        known.update(frame.values)
+        return frame
+
+    def flush(self, entity: str | None = None) -> list[Frame]:
+        """Close open frames (all, or one entity's): the stream paused."""
+        names = [entity] if entity is not None else sorted(self._open)
+        return [self._close(e, k) for e in names for k in sorted(self._open.get(e, {}))]
+
+    def forget_tag(self, entity: str, name: str) -> None:
+        """A tag stopped reporting: frames close without waiting for it."""
+        self.expected.get(entity, set()).discard(name)
+
+
+class SlopeTracker:
+    """Least-squares slope of a value against frame index over a trailing window."""
+
+    __slots__ = ("_ys", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._ys: deque[float] = deque(maxlen=window)
+
+    def push(self, y: float) -> float:
+        self._ys.append(y)
+        n = len(self._ys)
+        if n < 3:
+            return 0.0
+        xm = (n - 1) / 2.0
+        ym = sum(self._ys) / n
+        num = sum((i - xm) * (y - ym) for i, y in enumerate(self._ys))
+        den = n * (n * n - 1) / 12.0
+        return num / den
+
+
+def feature_names(tags: Iterable[str], side: Iterable[str], fs: FeatureSet) -> list[str]:
+    """The feature vector's layout for an asset reporting ``tags`` (+ cosim residuals)."""
+    out: list[str] = []
+    for t in sorted(tags):
+        out.append(t)
+        if fs.role(t) == "thermal":
+            out.append(f"{t}:slope")
+    out += sorted(s for s in side if s.endswith(".residual"))
+    return out
+
+
+def base_tag(feature: str) -> str:
+    """The telemetry name a feature derives from."""
+    return feature.split(":", 1)[0].split(".", 1)[0]
+
+
+def roles_of(features: Sequence[str], fs: FeatureSet) -> Mapping[str, str]:
+    out = {}
+    for f in features:
+        if f.endswith(".residual"):
+            out[f] = "residual"
+        elif f.endswith(":slope"):
+            out[f] = "slope"
+        else:
+            out[f] = fs.role(f)
+    return out
+
+
+__all__ += ["base_tag", "feature_names", "roles_of"]

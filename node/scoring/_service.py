@@ -1,0 +1,177 @@
+"""Scoring on a running node: a telemetry-buffer consumer feeding the engine.
+
+Theory of operation
+-------------------
+The service is consumer ``scoring`` of the node's telemetry buffer: it reads
+committed samples after its cursor (write-before-read: a sample is scored
+only once it is durable), feeds the :class:`ScoringEngine`, hands scored
+frames to the alert service, and acknowledges the cursor only after the
+resulting alert events are durable in the replicated log. A crash between
+the two re-reads samples; events carry deterministic ids, so a re-raised
+event is the same log entry, not a duplicate. It waits on the buffer's commit
+condition rather than polling on a timer, so a frame is scored one commit
+after its last sample.
+
+Plant-only and WAN-independent: nothing here talks to another node. A
+decommissioned asset (``node.lifecycle.state(entity)``, when the lifecycle
+lane is present) is skipped; an asset with no lifecycle is in service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ._engine import EngineConfig, FrameResult, ScoringEngine
+from ._features import FEATURE_SET
+
+if TYPE_CHECKING:
+    from .._node import Node
+    from ..alerts._service import AlertService
+    from ._diagnosis import Finding
+
+__all__ = ["CONSUMER", "ScoringService"]
+
+log = logging.getLogger("twinmesh.node.scoring")
+
+CONSUMER = "scoring"
+_BATCH = 2000
+
+
+class ScoringService:
+    def __init__(self, node: Node, alerts: AlertService, *, config: EngineConfig) -> None:
+        self.node = node
+        self.alerts = alerts
+        assert node.telemetry is not None
+        self.models = {a.entity: a.model for a in node.telemetry.settings.assets}
+        self.engine = ScoringEngine(
+            config=config,
+            cohort_of=lambda e: self.models.get(e, ""),
+            seed=sum(node.config.name.encode()),
+            skip=self._skip,
+        )
+        self.cursor = 0
+        self.samples = 0
+        self.latencies: deque[float] = deque(maxlen=10000)  # sample received -> event durable
+        self.newest_received = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.errors = 0
+
+    def _skip(self, entity: str) -> bool:
+        lifecycle = getattr(self.node, "lifecycle", None)
+        if lifecycle is None:
+            return False
+        try:
+            state = lifecycle.state(entity)
+        except Exception:
+            return False
+        return state == "decommissioned"
+
+    async def open(self) -> None:
+        assert self.node.telemetry is not None
+        self.cursor = await self.node.telemetry.buffer.register_consumer(CONSUMER)
+        await self.alerts.ensure_log()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="scoring")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def lineage(self, result: FrameResult, finding: Finding) -> dict[str, Any]:
+        tags = {finding.tag} if finding.tag else set()
+        for ev in finding.evidence.get("features", []):
+            tags.add(str(ev["feature"]).split(":", 1)[0].split(".", 1)[0])
+        if not tags:
+            tags = set(result.refs)
+        sensors = [
+            {
+                "name": r.name,
+                "sample_id": r.sample_id,
+                "source_ts": r.source_ts,
+                "ingest_ts": r.received_ts,
+            }
+            for name, r in sorted(result.refs.items())
+            if name in tags
+        ]
+        out: dict[str, Any] = {
+            "asset": result.entity,
+            "sensors": sensors,
+            "frame_ts": result.ts,
+            "feature_set": FEATURE_SET.version,
+            "detectors": dict(result.detector_versions),
+            "scores": {k: round(v, 4) for k, v in result.scores.items()},
+            "model_version": result.model_version,
+            "policy_version": self.alerts.policy().version,
+            "score": round(finding.score, 4),
+            "confidence": finding.confidence,
+            "diagnosis": {"kind": finding.kind, "label": finding.label, "tag": finding.tag},
+            "recommended_action": finding.action,
+        }
+        side = self.engine.frames.side.get(result.entity, {})
+        residuals = {
+            n: {"value": v, "source_ts": ref.source_ts, "sample_id": ref.sample_id}
+            for n, (v, ref) in side.items()
+            if n.endswith(".residual")
+        }
+        if residuals:
+            out["residuals"] = residuals
+            cosim = getattr(self.node, "cosim", None)
+            if cosim is not None:
+                with contextlib.suppress(Exception):
+                    status = cosim.status(result.entity)
+                    if status is not None:
+                        out["cosim"] = status
+        return out
+
+    async def step(self) -> int:
+        """Score what is committed after the cursor; returns samples consumed."""
+        tel = self.node.telemetry
+        assert tel is not None
+        batch = await tel.buffer.read_after(self.cursor, _BATCH)
+        now = self.node.clock()
+        if batch:
+            self.engine.add_stored(batch)
+            self.samples += len(batch)
+            self.newest_received = max(self.newest_received, batch[-1].sample.received_ts)
+        results = self.engine.process(now)
+        events = self.alerts.observe(results, self.lineage)
+        await self.alerts.record(events)
+        done = self.node.clock()
+        for e in events:
+            if e["type"] in ("open", "reopen", "escalate"):
+                sensors = e.get("lineage", {}).get("sensors", [])
+                if sensors:
+                    self.latencies.append(done - max(s["ingest_ts"] for s in sensors))
+        if batch:
+            self.cursor = batch[-1].seq
+            await tel.buffer.ack(CONSUMER, self.cursor)
+        return len(batch)
+
+    async def _run(self) -> None:
+        tel = self.node.telemetry
+        assert tel is not None
+        while True:
+            try:
+                n = await self.step()
+                if n < _BATCH:
+                    # Wake on the next commit, or after a second for the dropout sweep.
+                    await tel.buffer.wait_after(self.cursor, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.errors += 1
+                log.exception("scoring step failed; retrying")
+                await asyncio.sleep(1.0)
+
+    def lag(self) -> float:
+        """now - the newest sample scored (receive time); 0 before any."""
+        if not self.newest_received:
+            return 0.0
+        return max(self.node.clock() - self.newest_received, 0.0)

@@ -1,0 +1,104 @@
+"""Pure parts of scoring and alerts: the forest walk, the lifecycle tables, the policy
+checks, hysteresis, and the engine's diagnosis on a short generated plant stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.ensemble import IsolationForest
+
+from twinmesh.node.alerts._lifecycle import AlertTransitionError, next_state
+from twinmesh.node.alerts._log import fold_alerts
+from twinmesh.node.alerts._policy import PolicyError, parse_policy
+from twinmesh.node.scoring._iforest import _FlatForest
+from twinmesh.node.workorders._lifecycle import WorkOrderTransitionError, check_outcome
+from twinmesh.node.workorders._lifecycle import next_state as wo_next
+
+
+def test_flat_forest_scores_equal_sklearn() -> None:
+    rng = np.random.default_rng(3)
+    model = IsolationForest(n_estimators=32, random_state=2).fit(rng.normal(size=(200, 5)))
+    x = rng.normal(size=(300, 5)) * 2.0
+    assert np.allclose(_FlatForest(model).anomaly(x), -model.score_samples(x))
+
+
+def test_lifecycles_are_tables_and_errors_name_state_and_input() -> None:
+    assert next_state("open", "ack") == "acknowledged"
+    with pytest.raises(AlertTransitionError, match="'cleared' cannot take 'ack'"):
+        next_state("cleared", "ack")
+    assert wo_next("draft", "approve") == "approved"
+    with pytest.raises(WorkOrderTransitionError, match="'draft' cannot 'complete'"):
+        wo_next("draft", "complete")
+    with pytest.raises(WorkOrderTransitionError, match=r"outcome\.result"):
+        check_outcome({"result": "maybe"})
+
+
+def test_policy_refuses_bad_documents_naming_the_key() -> None:
+    with pytest.raises(PolicyError, match="must not exceed raise"):
+        parse_policy({"version": 2, "classes": {"*": {"raise": 1.0, "clear": 2.0}}})
+    with pytest.raises(PolicyError, match=r"policy\.version"):
+        parse_policy({"version": 0})
+    with pytest.raises(PolicyError, match="unknown key"):
+        parse_policy({"version": 1, "classes": {"*": {"rais": 1}}})
+    p = parse_policy({"version": 3, "classes": {"*": {"sensor_max": "warning"}}})
+    assert p.rules("x").severity(10.0, "sensor") == "warning"
+    assert p.rules("x").severity(10.0, "machine") == "critical"
+
+
+def test_fold_ignores_a_second_concurrent_clear_and_keeps_both_events() -> None:
+    base = {"alert": "a1", "entity": "p/e", "severity": "high"}
+    events = [
+        {**base, "id": "1", "type": "open", "at": 1.0},
+        {**base, "id": "2", "type": "clear", "at": 2.0, "node": "central"},
+        {**base, "id": "3", "type": "clear", "at": 2.5, "node": "plant-a"},
+    ]
+    a = fold_alerts(events)["a1"]
+    assert a["state"] == "cleared"
+    assert [e.get("ignored", False) for e in a["events"]] == [False, False, True]
+
+
+def test_engine_finds_bearing_wear_as_machine_and_current_drift_as_sensor(tmp_path) -> None:
+    from twinmesh.adapters.synthetic import load_config
+    from twinmesh.node.scoring._engine import EngineConfig
+    from twinmesh.node.scoring._evaluate import run_stream
+
+    plant = tmp_path / "plant.toml"
+    plant.write_text(
+        """
+[plant]
+site = "s"
+seed = 9
+sample_interval = 0.5
+time_scale = 4.0
+[[asset]]
+name = "m1"
+kind = "motor"
+[[asset.fault]]
+id = "b"
+kind = "bearing_wear"
+start = 400
+ramp = 100
+duration = 2000
+[[asset]]
+name = "m2"
+kind = "motor"
+[[asset.fault]]
+id = "d"
+kind = "sensor_drift"
+telemetry = "current"
+start = 400
+ramp = 100
+duration = 2000
+offset = 5.0
+"""
+    )
+    run = run_stream(
+        load_config(plant), seed=9, duration=200, engine_config=EngineConfig(warmup=80)
+    )
+    opens = [e for e in run["events"] if e["type"] == "open"]
+    m1 = [e for e in opens if e["entity"].endswith("m1")]
+    m2 = [e for e in opens if e["entity"].endswith("m2")]
+    assert m1 and all(e["diagnosis"]["kind"] == "machine" for e in m1)
+    assert m1[0]["diagnosis"]["label"] == "bearing_wear"
+    assert m2 and all(e["diagnosis"]["kind"] == "sensor" for e in m2)
+    assert m2[0]["diagnosis"]["tag"] == "current"
