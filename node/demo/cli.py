@@ -66,7 +66,7 @@ def register(subparsers: Any) -> None:
     demo.add_argument(
         "--alert-timeout",
         type=float,
-        default=60.0,
-        help="how long to wait for the wear alert at plant B (default 60 s)",
+        default=90.0,
+        help="how long to wait for the wear alert at plant B (default 90 s)",
     )
     demo.set_defaults(handler=_demo)
