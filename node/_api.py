@@ -42,10 +42,11 @@ from twinmesh.crdt import (
 
 from ._api_models import add_model_routes
 from ._api_telemetry import add_telemetry_routes
+from ._auth import require_role
 from ._entity_ids import EntityIdError, check_entity_id
 from ._models import AUDIT_ENTITY
 from ._openapi import openapi_document
-from ._tokens import Role, TokenError, TokenIssuer
+from ._tokens import Role, TokenIssuer
 from .cosim._api import add_routes as add_cosim_routes
 from .scoring._api import add_scoring_routes
 
@@ -277,31 +278,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
         return response
 
     def require(request: web.Request, role: Role) -> str:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            raise web.HTTPUnauthorized(
-                text=json.dumps({"error": "unauthenticated", "reason": "missing bearer token"}),
-                content_type="application/json",
-            )
-        try:
-            claims = tokens.check(header[7:].strip(), now=node.clock())
-        except TokenError as exc:
-            raise web.HTTPUnauthorized(
-                text=json.dumps({"error": "unauthenticated", "reason": exc.reason}),
-                content_type="application/json",
-            ) from None
-        if claims.role < role:
-            raise web.HTTPForbidden(
-                text=json.dumps(
-                    {
-                        "error": "forbidden",
-                        "reason": f"this needs the {role.name.lower()} role; "
-                        f"the token has {claims.role.name.lower()}",
-                    }
-                ),
-                content_type="application/json",
-            )
-        return claims.subject
+        return require_role(request, tokens, node, role)
 
     def entity_or_404(entity_id: str) -> Entity:
         entity = node.state.entities.get(entity_id)

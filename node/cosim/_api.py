@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .._tokens import Role, TokenError, TokenIssuer
+from .._auth import require_role
+from .._tokens import Role, TokenIssuer
 from ._whatif import WhatIfError
 
 if TYPE_CHECKING:
@@ -34,31 +35,7 @@ def _error(status: int, error: str, reason: str) -> web.Response:
 
 
 def _require(request: web.Request, tokens: TokenIssuer, node: Node, role: Role) -> str:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        raise web.HTTPUnauthorized(
-            text=json.dumps({"error": "unauthenticated", "reason": "missing bearer token"}),
-            content_type="application/json",
-        )
-    try:
-        claims = tokens.check(header[7:].strip(), now=node.clock())
-    except TokenError as exc:
-        raise web.HTTPUnauthorized(
-            text=json.dumps({"error": "unauthenticated", "reason": exc.reason}),
-            content_type="application/json",
-        ) from None
-    if claims.role < role:
-        raise web.HTTPForbidden(
-            text=json.dumps(
-                {
-                    "error": "forbidden",
-                    "reason": f"this needs the {role.name.lower()} role; "
-                    f"the token has {claims.role.name.lower()}",
-                }
-            ),
-            content_type="application/json",
-        )
-    return claims.subject
+    return require_role(request, tokens, node, role)
 
 
 def _finite(x: Any) -> Any:
