@@ -39,7 +39,7 @@ def alert_log_entity(node: str) -> str:
 
 
 def fold_alerts(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Alert id -> the alert as the events say (the CONTRACTS.md alert dict)."""
+    """Alert id -> the alert as the events say (the alert dict of GET /v1/alerts/{id})."""
     alerts: dict[str, dict[str, Any]] = {}
     ordered = sorted(events, key=lambda e: (e.get("at", 0.0), e.get("recorded_at", 0.0), e["id"]))
     for e in ordered:

@@ -167,7 +167,7 @@ class AlertService:
         assert got is not None
         return got
 
-    # -- reads (the CONTRACTS.md in-process API) ---------------------------------------
+    # -- reads (node.alerts, used by the pages and the API) ---------------------------------------
 
     def events(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -10,7 +10,7 @@ States (the ``lifecycle`` enum of ``dtmi:twinmesh:plant:Entity;1``):
                         decommissioned  (final: archived, read-only)
 
 "degraded" is ISO 23247's adaptation state: the element runs, with limits.
-A twin without a lifecycle value is in service (CONTRACTS.md: scoring treats a
+A twin without a lifecycle value is in service (scoring treats a
 missing lifecycle as in service). A transition not in the table is refused
 with both states named; "decommissioned" has no way out, because an archived
 twin's history must stay as it was (seed 000: losing history is expensive).

@@ -12,7 +12,7 @@ with a later source time arrives (a tag dropped out), or by :meth:`flush`.
 Samples older than the open frame, or flagged out of order, are late and only
 counted: scoring is causal.
 
-Co-simulation series ``<name>.expected`` / ``<name>.residual`` (CONTRACTS.md)
+Co-simulation series ``<name>.expected`` / ``<name>.residual`` (written by node/cosim)
 arrive after the observed reading; the newest residual per tag is carried into
 the next frames as a feature (lineage records its source time).
 

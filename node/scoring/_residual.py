@@ -1,6 +1,6 @@
 """Residual thresholds on the co-simulation's ``<name>.residual`` series.
 
-Residual = observed - expected (CONTRACTS.md), so a healthy machine's residual
+Residual = observed - expected (node/cosim writes it), so a healthy machine's residual
 is centred near zero with the model error as its spread; the baseline learns
 both per asset from the warm-up. Absent residual series (no FMU for this
 asset, or the co-simulation lane not deployed), this detector scores zero and
