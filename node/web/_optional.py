@@ -1,10 +1,11 @@
 """The services other packages add to a node, read defensively.
 
 ``node.alerts``, ``node.work_orders`` and ``node.cosim`` exist only on nodes
-that run them (docs/architecture.md, "Plant lanes on the node"). A page asks through these helpers: ``None`` means "not available
-on this node" (the page says so), never an error page. A service that raises
-is reported the same way, with its reason, so one broken service cannot take
-the fleet page down with it.
+that run them (docs/architecture.md, "Plant lanes on the node"). A page asks
+through these helpers: ``None`` means "not available on this node" (the page
+says so), never an error page. A service that raises is reported the same
+way, with its reason, so one broken service cannot take the fleet page down
+with it.
 """
 
 from __future__ import annotations
