@@ -29,9 +29,10 @@ class ApiError(LocalProtocolError):
 class NodeClient:
     """Calls one node's ``/v1`` API with one bearer token."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, *, timeout: float = TIMEOUT) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.timeout = timeout
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         req = urllib.request.Request(
@@ -41,7 +42,7 @@ class NodeClient:
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +41,24 @@ def _whatif(args: argparse.Namespace) -> int:
     params = {}
     for item in args.param or []:
         name, _, value = item.partition("=")
-        params[name] = float(value)
+        try:
+            params[name] = float(value)
+        except ValueError:
+            print(f"--param {item!r}: expected FMU.VARIABLE=NUMBER", file=sys.stderr)
+            return 2
     if inputs:
         body["inputs"] = inputs
     if params:
         body["parameters"] = params
-    url = f"{args.api.rstrip('/')}/v1/assets/{urllib.parse.quote(args.entity)}/whatif"
-    req = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {args.token}"},
-    )
+    from ..client import ApiError, NodeClient
+
+    # A what-if runs for up to its wall-time bound on the node: wait that long.
+    client = NodeClient(args.api, args.token, timeout=120.0)
+    path = f"/v1/assets/{urllib.parse.quote(args.entity, safe='/')}/whatif"
     try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            result = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        print(f"twinmesh cosim whatif: {exc.code} {exc.read().decode()}", file=sys.stderr)
+        result = client.call("POST", path, body)
+    except ApiError as exc:
+        print(f"twinmesh cosim whatif: {exc.reason}", file=sys.stderr)
         return 1
     if args.full:
         print(json.dumps(result, indent=2))
