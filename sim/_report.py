@@ -11,13 +11,29 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from html import escape
 from typing import Any
 
+from ._checkers import Verdict
 from ._runner import RunResult
 
-__all__ = ["result_json", "svg_timeline", "text_report"]
+__all__ = ["checkers_json", "result_json", "svg_timeline", "text_report"]
 
+
+
+def checkers_json(verdicts: Iterable[Verdict]) -> dict[str, dict[str, Any]]:
+    """Each checker's verdict as the JSON reports carry it (simulated and real runs alike)."""
+    return {
+        v.name: {
+            "ok": v.ok,
+            "checks": v.checks,
+            "failures": v.failures,
+            "details": list(v.details),
+            "description": v.description,
+        }
+        for v in verdicts
+    }
 
 def _t(seconds: float) -> str:
     if seconds < 60:
@@ -138,16 +154,7 @@ def result_json(r: RunResult) -> dict[str, Any]:
         "ok": r.ok,
         "trace_hash": r.trace_hash,
         "command": r.command,
-        "checkers": {
-            v.name: {
-                "ok": v.ok,
-                "checks": v.checks,
-                "failures": v.failures,
-                "details": list(v.details),
-                "description": v.description,
-            }
-            for v in r.verdicts
-        },
+        "checkers": checkers_json(r.verdicts),
         "figures": {
             "nodes": len(r.nodes),
             "simulated_seconds": num(r.safety_seconds + r.liveness_seconds),

@@ -19,6 +19,8 @@ from collections import Counter
 from html import escape
 from typing import Any
 
+from twinmesh.sim._report import checkers_json
+
 from ._harness import ChaosResult
 
 __all__ = ["chaos_json", "chaos_svg", "chaos_text"]
@@ -121,16 +123,7 @@ def chaos_json(r: ChaosResult) -> dict[str, Any]:
         "command": r.command,
         "mapping": list(r.plan.mapping),
         "unmapped_workload": list(r.unmapped_workload),
-        "checkers": {
-            v.name: {
-                "ok": v.ok,
-                "checks": v.checks,
-                "failures": v.failures,
-                "details": list(v.details),
-                "description": v.description,
-            }
-            for v in r.outcome.verdicts
-        },
+        "checkers": checkers_json(r.outcome.verdicts),
         "figures": {
             "nodes": len(r.plan.nodes),
             "safety_seconds": _num(r.safety_seconds),
