@@ -34,6 +34,12 @@ SUFFIXES = ("expected", "residual", "score")
 _HIDDEN_MODELS = {AUDIT_MODEL, MODEL_DOCUMENT}
 
 
+def _shown_unit(unit: str | None) -> str:
+    """A unit as a person reads it: dimensionless quantities (UCUM "1", such as
+    kurtosis or a ratio) show no unit rather than a stray "1"."""
+    return "" if not unit or unit == "1" else unit
+
+
 def _parse_at(text: str) -> int | None:
     """A time-travel instant from the form (``datetime-local``, read as UTC)."""
     if not text:
@@ -139,7 +145,7 @@ def add_asset_pages(app: web.Application, pages: Pages) -> None:
             t1 = node.clock()
             t0 = t1 - WINDOWS[window]
             spec = node.telemetry.specs.get((entity_id, chosen))
-            unit = spec.unit if spec is not None and spec.unit else ""
+            unit = _shown_unit(spec.unit if spec is not None else None)
             series = [
                 Series(
                     label=chosen,
@@ -198,8 +204,10 @@ def add_asset_pages(app: web.Application, pages: Pages) -> None:
                     {
                         "name": name,
                         "value": None if isinstance(v, float) and not math.isfinite(v) else v,
-                        "unit": (sample.unit if sample is not None else None)
-                        or (spec.unit if spec else ""),
+                        "unit": _shown_unit(
+                            (sample.unit if sample is not None else None)
+                            or (spec.unit if spec else None)
+                        ),
                         "flags": list(sample.quality.names()) if sample is not None else [],
                         "ts": sample.source_ts if sample is not None else None,
                         "range": (spec.minimum, spec.maximum) if spec is not None else None,
