@@ -127,6 +127,33 @@ class _Refused(Exception):
     """The node answered with a refusal: the operation certainly did not happen."""
 
 
+class _Sent:
+    """Whether any attempt of one call put its request on the wire."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
+async def _on_headers_sent(
+    _session: aiohttp.ClientSession, ctx: Any, _params: aiohttp.TraceRequestHeadersSentParams
+) -> None:
+    if isinstance(ctx.trace_request_ctx, _Sent):
+        ctx.trace_request_ctx.sent = True
+
+
+def _sent_tracer() -> aiohttp.TraceConfig:
+    """aiohttp resends an idempotent request (PUT is one) once after the server
+    drops the connection. When a node is killed after committing a write but
+    before answering, the resend meets a closed port: "connection refused",
+    although the first attempt took effect. So "refused" is only certain when
+    no attempt ever sent its headers; this tracer records whether one did."""
+    tracer = aiohttp.TraceConfig()
+    tracer.on_request_headers_sent.append(_on_headers_sent)
+    return tracer
+
+
 class Clients:
     """Runs planned operations against the nodes' APIs and records the history."""
 
@@ -147,6 +174,7 @@ class Clients:
             # A fresh connection per request: a killed node's pooled sockets
             # would otherwise turn "refused" (fail) into "reset" (unknown).
             connector=aiohttp.TCPConnector(force_close=True),
+            trace_configs=[_sent_tracer()],
         )
         return self
 
@@ -171,8 +199,11 @@ class Clients:
         assert self._session is not None
         url = self.apis[node] + path
         headers = {"Authorization": f"Bearer {self.tokens[role]}"}
+        sent = _Sent()
         try:
-            async with self._session.request(method, url, json=body, headers=headers) as resp:
+            async with self._session.request(
+                method, url, json=body, headers=headers, trace_request_ctx=sent
+            ) as resp:
                 data = await resp.json(content_type=None)
                 if 400 <= resp.status < 500:
                     raise _Refused(f"{resp.status} {data.get('error')}: {data.get('reason')}")
@@ -180,6 +211,10 @@ class Clients:
                     raise RuntimeError(f"{resp.status}")
                 return data  # type: ignore[no-any-return]
         except aiohttp.ClientConnectorError as exc:
+            if sent.sent:
+                # An earlier attempt reached the node, which then went down:
+                # the refusal is the resend's, the outcome is unknown.
+                raise RuntimeError(f"sent, then connection refused ({exc.os_error})") from None
             # Nothing was sent: the node is down (or not yet up after a restart).
             raise _Refused(f"connection refused ({exc.os_error})") from None
 
