@@ -46,6 +46,7 @@ from ._models import AUDIT_ENTITY, AUDIT_MODEL, load_registry, load_schemas
 from ._shared_models import SharedModels
 from ._signing import load_fleet_public_key, load_identity
 from ._store import Store
+from ._test_hooks import commit_hold_from_env
 from .commands._service import CommandService
 from .cosim._service import CosimService
 from .lifecycle import Lifecycle
@@ -101,6 +102,7 @@ class Node:
         self._pending: list[Outgoing] = []  # engine output not yet handed to a transport
         # Commits of local writes that are joined in memory but not yet on disk.
         self._committing: set[asyncio.Future[None]] = set()
+        self._hold = commit_hold_from_env()  # None unless a test widens the commit window
         self._fatal: asyncio.Future[None] | None = None
         self.telemetry: TelemetryService | None = None
         self.lifecycle = Lifecycle(self)  # ISO 23247 states; decommissioned twins are archived
@@ -306,11 +308,7 @@ class Node:
                     self.fail(exc)
                 raise  # the first mutator raises before any change
             done.append((delta, self.engine.commit(delta, durable=False)))
-        commit = asyncio.ensure_future(
-            self.store.append_local_many(
-                self.config.name, [(seq, d) for d, seq in done], int(self.clock() * 1000)
-            )
-        )
+        commit = asyncio.ensure_future(self._commit_local(done))
         self._committing.add(commit)
         try:
             await asyncio.shield(commit)
@@ -332,6 +330,14 @@ class Node:
             )
         return done
 
+    async def _commit_local(self, done: list[tuple[Delta, int]]) -> None:
+        assert self.store is not None
+        if self._hold is not None:
+            await self._hold.before_commit()  # a test holding the window open
+        await self.store.append_local_many(
+            self.config.name, [(seq, d) for d, seq in done], int(self.clock() * 1000)
+        )
+
     async def settled(self) -> None:
         """Return once no local write is joined in memory but not yet durable.
 
@@ -345,7 +351,11 @@ class Node:
         so what they see is durable. (The guarantee: readers never get a
         context covering a non-durable write. Dots of writes that never
         became durable may be reused; no one outside ever saw them.)"""
+        if self._hold is not None and self._hold.reads_unsettled():
+            return  # a test showing the node as it was before this wait
         while self._committing:
+            if self._hold is not None:
+                self._hold.reader_waiting()
             await asyncio.wait(set(self._committing))
 
     async def persist_journal(self) -> None:

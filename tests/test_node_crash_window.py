@@ -1,0 +1,150 @@
+"""Issue 17 against a real node process: ``kill -9`` inside the commit window.
+
+The interleaving: a write is joined in memory and its commit is held open
+(the ``TWINMESH_TEST_COMMIT_HOLD`` hook, node/_test_hooks.py: the commit waits
+on a file, so the kill lands in the window by construction, not by timing); a
+concurrent read asks for the field; the node is killed with SIGKILL; it
+restarts from its store (the held write never reached it); a new write to the
+same field is acknowledged; then a client writes back with the newest token a
+reader got before the crash. The acknowledged write must survive, as the value
+or as a sibling in the review queue.
+
+Two ways a node can keep that promise, each tested alone:
+
+* ``settled``: the read waits until the commit is durable (``Node.settled``),
+  so it never returns a token covering the held write; the kill ends it
+  unanswered, and the newest token out there is from before.
+* ``unsettled`` (the hook turns that wait off, as the code was before it):
+  the read returns a token covering the held write's dot. The restarted node
+  is in a new epoch and issues its dots as a new actor (crdt/_clocks.py), so
+  the token cannot cover the new write — the node refuses it as naming a
+  write it never made (the client reads again), or keeps both as siblings.
+  Before the epoch, the new write reused the held write's dot and the write
+  back silently removed it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from node_helpers import PUMP, Fleet, Response, running_fleet, wait_until
+
+from twinmesh.node._test_hooks import ENV_COMMIT_HOLD
+
+FIELD = "responsibleTeam"  # a shared string field of the pump model
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with running_fleet(tmp_path_factory.mktemp("crash-window"), plants=1) as fleet:
+        yield fleet
+
+
+@pytest.fixture(scope="module")
+def hooks(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """plant-a restarted with the hook on (inert until a file says otherwise)."""
+    directory = tmp_path_factory.mktemp("hooks")
+    mp = pytest.MonkeyPatch()
+    mp.setenv(ENV_COMMIT_HOLD, str(directory))  # inherited by the node process
+    fleet.stop("plant-a")
+    fleet.start("plant-a")
+    yield directory
+    mp.undo()
+
+
+def _in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except OSError as exc:  # the node was killed under the request
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _field(fleet: Fleet, entity: str) -> dict[str, Any]:
+    return fleet.entity("plant-a", entity)["fields"][FIELD]  # type: ignore[no-any-return]
+
+
+def _sibling_values(fleet: Fleet, node: str, entity: str) -> list[Any]:
+    field = fleet.entity(node, entity)["fields"][FIELD]
+    if not field["conflict"]:
+        return [field["value"]]
+    resp = fleet.ok(
+        node, "GET", f"/v1/conflict?entity={quote(entity, safe='')}&field={FIELD}", role="viewer"
+    )
+    return [s["value"] for s in resp["siblings"]]
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        "settled",
+        pytest.param(
+            "unsettled",
+            marks=pytest.mark.xfail(
+                strict=True, reason="dots are reissued after a crash (root fix follows)"
+            ),
+        ),
+    ],
+)
+def test_a_write_back_after_kill_9_in_the_commit_window_keeps_the_new_write(
+    fleet: Fleet, hooks: Path, reads: str
+) -> None:
+    entity = f"plant-a/window-{reads}"
+    for name in ("hold", "held", "unsettled", "read-waiting"):
+        (hooks / name).unlink(missing_ok=True)
+    if reads == "unsettled":
+        (hooks / "unsettled").touch()
+    fleet.create("plant-a", entity, PUMP)
+    first = fleet.put_field("plant-a", entity, FIELD, "before", None)
+    assert first.status == 200, first.body
+    token = _field(fleet, entity)["context"]  # the newest token, so far
+
+    # 1. A write joined in memory whose commit is held open.
+    (hooks / "hold").touch()
+    writer, _ = _in_thread(lambda: fleet.put_field("plant-a", entity, FIELD, "in-flight", token))
+    wait_until(lambda: (hooks / "held").exists(), 10, what="the write to reach its commit")
+    # 2. A concurrent read.
+    reader, read = _in_thread(lambda: fleet.entity("plant-a", entity))
+    if reads == "settled":
+        wait_until(lambda: (hooks / "read-waiting").exists(), 10, what="the read to wait")
+        assert not read, "the read answered while the write was not durable"
+    else:
+        reader.join(10)
+        seen = read[0]["fields"][FIELD]
+        assert seen["value"] == "in-flight"  # it did see the write that is about to vanish
+        token = seen["context"]
+    # 3. kill -9 inside the window; restart from the store.
+    fleet.kill("plant-a")
+    writer.join(10)
+    reader.join(10)
+    assert not writer.is_alive() and not reader.is_alive()
+    if reads == "settled":
+        assert len(read) == 1 and isinstance(read[0], OSError), read
+    (hooks / "hold").unlink()
+    fleet.start("plant-a")
+    after = _field(fleet, entity)
+    assert after["value"] == "before", "the held write was never durable, so it is gone"
+    # 4. A new write to the same field, acknowledged.
+    new = fleet.put_field("plant-a", entity, FIELD, "acknowledged", after["context"])
+    assert new.status == 200, new.body
+    # 5. A write back with the old token.
+    back: Response = fleet.put_field("plant-a", entity, FIELD, "written-back", token)
+    assert back.status in (200, 422), back.body
+    # The acknowledged write survives: the value, or a sibling beside the write back.
+    values = _sibling_values(fleet, "plant-a", entity)
+    assert "acknowledged" in values, f"the acknowledged write was lost: {values}"
+    if back.status == 200:
+        assert "written-back" in values
+    fleet.wait_converged()
+    assert "acknowledged" in _sibling_values(fleet, "central", entity)
