@@ -3,7 +3,17 @@
 See ARCHITECTURE.md, "Data model", for which CRDT each kind of field uses.
 """
 
-from ._clocks import CausalContext, Dot, HybridClock, HybridTime, Order, VersionVector
+from ._clocks import (
+    EPOCH_MARK,
+    CausalContext,
+    Dot,
+    HybridClock,
+    HybridTime,
+    Order,
+    VersionVector,
+    actor_origin,
+    epoch_actor,
+)
 from ._codec import (
     DELTAS_VERSION,
     FORMAT_VERSION,
@@ -27,6 +37,7 @@ from ._text import TextCrdt, yrs_client_id
 
 __all__ = [
     "DELTAS_VERSION",
+    "EPOCH_MARK",
     "FIELD_TYPES",
     "FLEET_HOME",
     "FORMAT_VERSION",
@@ -59,6 +70,7 @@ __all__ = [
     "TwinmeshError",
     "ValueType",
     "VersionVector",
+    "actor_origin",
     "check_plain_value",
     "conflicts",
     "decode_deltas",
@@ -66,6 +78,7 @@ __all__ = [
     "encode_deltas",
     "encode_field",
     "encode_state",
+    "epoch_actor",
     "provisional",
     "state_digest",
     "yrs_client_id",

@@ -5,6 +5,20 @@ Theory of operation
 A *dot* ``(replica, n)`` names the n-th write made at ``replica``; dots are
 never reused, so a dot is the identity of one write everywhere.
 
+Epochs (issue 17). A replica that crashes may lose writes that were joined in
+memory but not yet durable; rebuilt from its store, it would count them again
+and hand a new write the dot of a lost one, which a reader may already hold in
+a context token — and a write back with that token would then remove the new
+write as if its writer had seen it. So the dots of shared-field writes are
+issued by an *actor*: the replica itself in epoch 0, ``replica~e`` in epoch
+``e``, and a replica starts a new epoch (durably, before its first write) each
+time it restarts after a crash. A new actor's counters start at 1 and no
+earlier incarnation ever used its name, so no dot is issued twice — the vnode
+epoch Riak adopted for the same hazard. The replica-level sequence numbers of
+the sync protocol are untouched (they stay gap-free: a lost write never left
+home, so its sequence number is free to reuse); a register's context grows by
+one vector entry per epoch that wrote it, i.e. per crash, not per write.
+
 A *version vector* maps replica -> n and stands for the set of dots
 ``{(r, 1..n)}``. Comparing two vectors answers happens-before: one is before
 the other if it is pointwise <= and not equal; neither before the other means
@@ -33,13 +47,38 @@ import msgspec
 from ._errors import LocalProtocolError
 
 __all__ = [
+    "EPOCH_MARK",
     "CausalContext",
     "Dot",
     "HybridClock",
     "HybridTime",
     "Order",
     "VersionVector",
+    "actor_origin",
+    "epoch_actor",
 ]
+
+#: Separates a replica from its epoch in an actor's name. Never in a replica
+#: id: node names are ``[a-z0-9-]`` and the fleet home is ``*``.
+EPOCH_MARK = "~"
+
+
+def epoch_actor(replica: str, epoch: int) -> str:
+    """The actor that issues ``replica``'s dots in ``epoch`` (see the module docstring)."""
+    if epoch < 0:
+        raise LocalProtocolError(f"epochs count from 0, got {epoch}")
+    return replica if epoch == 0 else f"{replica}{EPOCH_MARK}{epoch}"
+
+
+def actor_origin(actor: str) -> str | None:
+    """The replica behind ``actor``, or ``None`` if it is not a well-formed
+    actor name (an epoch is a positive decimal without leading zeros)."""
+    replica, mark, epoch = actor.partition(EPOCH_MARK)
+    if not mark:
+        return actor
+    if not replica or not epoch.isdigit() or epoch[0] == "0" or not epoch.isascii():
+        return None
+    return replica
 
 
 class Dot(msgspec.Struct, frozen=True, order=True, gc=False):

@@ -12,11 +12,13 @@ removes exactly the siblings its writer had seen; writes that did not see each
 other survive side by side — siblings exist if and only if writes were
 concurrent, which is what puts them in the review queue.
 
-Dots here are per register: ``(replica, k)`` is the k-th write of ``replica``
-to this register. Every write includes its own dot in the context, so a
-register's context stays a contiguous vector (the cloud is empty once all
+Dots here are per register: ``(actor, k)`` is the k-th write of ``actor`` to
+this register, where the actor is the writing replica in one epoch of its life
+(crdt/_clocks.py: a replica restarted after a crash writes as a new actor, so
+no dot is ever issued twice). Every write includes its own dot in the context,
+so a register's context stays a contiguous vector (the cloud is empty once all
 deltas arrived) and never grows with the number of writes — only with the
-number of replicas that ever wrote it. Siblings are bounded the same way when
+number of actors that ever wrote it. Siblings are bounded the same way when
 writers write with their current context: a replica's new write always covers
 its own earlier ones (the property DVVs were invented for, Preguiça et al.,
 "Dotted Version Vectors", 2012; Riak's plain vclocks grew 101 siblings there).
@@ -29,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from ._clocks import CausalContext, Dot, HybridTime
+from ._clocks import CausalContext, Dot, HybridTime, actor_origin
 from ._errors import LocalProtocolError
 
 __all__ = ["MVRegister", "Sibling"]
@@ -51,7 +53,9 @@ class Sibling(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     @property
     def origin(self) -> str:
-        return self.dot.replica
+        """The replica that wrote it (its dot names the replica's actor, which
+        after a crash carries an epoch: crdt/_clocks.py)."""
+        return actor_origin(self.dot.replica) or self.dot.replica
 
 
 class MVRegister:

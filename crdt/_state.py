@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from ._clocks import CausalContext, HybridClock, HybridTime
+from ._clocks import CausalContext, HybridClock, HybridTime, actor_origin, epoch_actor
 from ._entity import FIELD_TYPES, Conflict, Entity, EntityHeader, FieldState, conflicts
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._mvregister import MVRegister
@@ -63,7 +63,7 @@ class Delta(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 class ReplicaState:
     """The entities one replica holds, keyed by id."""
 
-    __slots__ = ("clock", "entities", "replica", "schemas")
+    __slots__ = ("clock", "entities", "epoch", "replica", "schemas")
 
     def __init__(
         self,
@@ -77,6 +77,15 @@ class ReplicaState:
         self.schemas = schemas
         self.entities: dict[str, Entity] = {}
         self.clock = clock or HybridClock()
+        # This incarnation's epoch: shared-field writes issue their dots as
+        # ``epoch_actor(replica, epoch)`` (crdt/_clocks.py, issue 17). The
+        # owner of the durable store sets it before the first local write.
+        self.epoch = 0
+
+    @property
+    def actor(self) -> str:
+        """The name this replica's shared-field writes issue their dots under."""
+        return epoch_actor(self.replica, self.epoch)
 
     # Reading -----------------------------------------------------------
     def entity(self, entity_id: str) -> Entity:
@@ -180,7 +189,7 @@ class ReplicaState:
                     "has not seen; read the field here before writing"
                 )
             delta_state = state.write(
-                value, replica=self.replica, author=author, time=time, context=context
+                value, replica=self.actor, author=author, time=time, context=context
             )
         elif isinstance(state, SingleWriterRegister):
             delta_state = state.write(
@@ -370,7 +379,7 @@ class ReplicaState:
             if isinstance(state, MVRegister):
                 check_value = spec.check_value
                 for sib in state.siblings.values():
-                    if sib.dot.replica != origin:
+                    if sib.dot.replica != origin and actor_origin(sib.dot.replica) != origin:
                         raise RemoteProtocolError(
                             f"{_fwhere(delta)}: sibling {sib.dot} was not written by {origin}"
                         )
@@ -423,7 +432,10 @@ class ReplicaState:
         def bad(reason: str) -> RemoteProtocolError:
             return RemoteProtocolError(f"invalid-snapshot: {reason}", kind="invalid-snapshot")
 
-        def new_of(replica: str) -> bool:
+        def new_of(actor: str) -> bool:
+            # A dot's actor carries the epoch of its replica (crdt/_clocks.py);
+            # vectors count the replica's writes across all of its epochs.
+            replica = actor_origin(actor) or actor
             return claims.get(replica, 0) > have.get(replica, 0)
 
         for entity_id in sorted(other.entities):
@@ -482,10 +494,11 @@ class ReplicaState:
             )
 
         def dots_ok(ctx_dots: Any, known: CausalContext | None) -> None:
-            # Field-level dot counters count one replica's writes to this field,
-            # so none exceeds that replica's replica-level count.
+            # Field-level dot counters count one actor's writes to this field,
+            # so none exceeds its replica's replica-level count (an actor is
+            # the replica in one epoch, and counts only that epoch's writes).
             for dot in ctx_dots:
-                if dot.counter > claims.get(dot.replica, 0):
+                if dot.counter > claims.get(actor_origin(dot.replica) or dot.replica, 0):
                     raise bad(f"write {dot} lies beyond the snapshot's vector")
                 if not new_of(dot.replica) and (known is None or dot not in known):
                     raise bad(f"write {dot} is one we would have had: {dot.replica} never made it")
@@ -575,6 +588,8 @@ class ReplicaState:
 
     def copy(self, replica: str | None = None) -> ReplicaState:
         new = ReplicaState(replica or self.replica, self.schemas, HybridClock(self.clock.last))
+        if new.replica == self.replica:
+            new.epoch = self.epoch
         new.entities = {k: e.copy() for k, e in self.entities.items()}
         return new
 

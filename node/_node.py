@@ -9,6 +9,18 @@ crash-only restart from the log is the safe way back.
 
 Start-up replays the op log (event sourcing) into a fresh state; the state
 digest after replay equals the digest before the restart.
+
+The crash window (issue 17): between the join in memory and the commit, a
+write exists only in this process. Two guarantees hold, each enough alone
+that a context token never covers an acknowledged write its reader did not
+see: (1) a read never hands out a context covering a write that is not yet
+durable (``settled``: every API GET waits out in-flight commits); (2) a dot
+is never issued twice: after a start that did not follow a clean stop the
+node writes as a new epoch's actor (``Store.begin_epoch``, crdt/_clocks.py),
+so a token from before a crash names dots no later write can carry. The
+replica-level sequence numbers stay gap-free: the sequence number of a write
+lost in the window is reused, which is safe because the engine never lets a
+non-durable write leave (``SyncEngine.commit(durable=False)``).
 """
 
 from __future__ import annotations
@@ -157,6 +169,12 @@ class Node:
             now=now,
         )
         await self._replay()
+        # Issue 17: an epoch of our own before the first local write, so a
+        # restart after a crash never issues a dot the dead incarnation could
+        # have handed out (crdt/_clocks.py).
+        self.state.epoch = await self.store.begin_epoch(
+            has_history=bool(self.engine.vv) or bool(self.state.entities)
+        )
         if AUDIT_ENTITY(cfg.name) not in self.state.entities:
             await self.write(lambda s: s.create(AUDIT_ENTITY(cfg.name), AUDIT_MODEL, author="node"))
         # Models: adopt what the fleet replicated, then replicate our own additions.
@@ -271,6 +289,12 @@ class Node:
         if self.telemetry is not None:
             await self.telemetry.close()
         if self.store is not None:
+            await self.settled()
+            fatal = self._fatal is not None and self._fatal.done()
+            if not fatal and not self._committing and self.engine is not None:
+                # Every local write of this incarnation is durable: the next
+                # one may continue this epoch's counters.
+                await self.store.end_epoch()
             await self.store.close()
 
     def fail(self, exc: BaseException) -> None:
@@ -349,8 +373,9 @@ class Node:
         write back with it silently overwrites an acknowledged write. Readers
         wait here, and read in the same event-loop step in which this returns,
         so what they see is durable. (The guarantee: readers never get a
-        context covering a non-durable write. Dots of writes that never
-        became durable may be reused; no one outside ever saw them.)"""
+        context covering a non-durable write. Independently, dots are never
+        reused: a restart after a crash begins a new epoch, see the module
+        docstring.)"""
         if self._hold is not None and self._hold.reads_unsettled():
             return  # a test showing the node as it was before this wait
         while self._committing:

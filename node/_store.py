@@ -76,6 +76,10 @@ _STORED_LIMITS = DecodeLimits(max_string=16 * 1024 * 1024, max_value_bytes=16 * 
 
 FLOOR_PREFIX = "floor:"
 SNAPSHOT_VV_PREFIX = "snapshot-vv:"
+#: The node's epoch (crdt/_clocks.py, issue 17), and whether the incarnation
+#: that used it is still "running" or "stopped" cleanly.
+EPOCH_KEY = "epoch"
+RUN_KEY = "run"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -336,6 +340,29 @@ class Store:
     @staticmethod
     def meta_row(key: str, value: bytes) -> tuple[str, Sequence[Any]]:
         return ("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    async def begin_epoch(self, *, has_history: bool) -> int:
+        """The epoch this incarnation issues its dots in, durable before it returns.
+
+        A new epoch when the last incarnation did not stop cleanly (killed,
+        power cut, the disk refused a commit): it may have joined writes in
+        memory that never reached this store and handed their dots out in a
+        read, so none of its dots may be issued again (crdt/_clocks.py). A
+        store written before epochs existed (no marker, but history) counts
+        as not stopped cleanly. A clean stop keeps the epoch: every dot it
+        issued is in the op log, so replay continues its counters."""
+        epoch = int(await self.get_meta(EPOCH_KEY) or b"0")
+        run = await self.get_meta(RUN_KEY)
+        if run == b"running" or (run is None and has_history):
+            epoch += 1
+        await self.write_rows(
+            [self.meta_row(EPOCH_KEY, str(epoch).encode()), self.meta_row(RUN_KEY, b"running")]
+        )
+        return epoch
+
+    async def end_epoch(self) -> None:
+        """Record a clean stop: every local write of this incarnation is durable."""
+        await self.write_rows([self.meta_row(RUN_KEY, b"stopped")])
 
     # ------------------------------------------------------------ reads
 

@@ -383,7 +383,7 @@ def expected_provisional(siblings: list[Sibling], entity: Entity, fname: str) ->
     if policy is Policy.MIN:
         return sorted(by_dot, key=by_value)[0].dot
     if policy is Policy.HOME_WINS:
-        home = [s for s in by_dot if s.dot.replica == entity.header.home] or by_dot
+        home = [s for s in by_dot if s.origin == entity.header.home] or by_dot
         return sorted(home, key=lambda s: (s.time, s.dot))[-1].dot
     if spec.value_type is ValueType.ENUM:
         order = list(spec.enum_values)
