@@ -79,6 +79,9 @@ CHECKERS: dict[str, str] = {
     "byzantine-refused": "every lie a Byzantine relay tells in a snapshot is refused "
     "(no forged value visible, no origin raised beyond what it signed)",
     "local-writes": "well-formed local writes are accepted",
+    "crash-window": "a write acknowledged after a crash survives a write back with a "
+    "context read before it, while a write was in memory but not durable (no dot is "
+    "issued twice)",
 }
 
 MAX_DETAILS = 12

@@ -10,6 +10,12 @@ Random shapes draw from the fault PRNG at the moment the fault starts.
 
 Each fault's start and end go into the trace hash and into a timeline the
 report draws.
+
+A crash always lands inside a commit window (issue 17): a write joined in
+memory whose commit has not happened, a read that has handed out a context
+covering it; after the restart the replica writes the field again
+(acknowledged) and then writes back with that old context. The
+``crash-window`` checker requires the acknowledged write to survive.
 """
 
 from __future__ import annotations
@@ -99,6 +105,14 @@ class FaultHost(Protocol):
     def crash(self, node: str) -> None: ...
 
     def restart(self, node: str) -> None: ...
+
+    def write_in_flight(self, node: str) -> None:
+        """Join a write in memory, leave its commit pending, and let a reader
+        take a context covering it (the crash window of issue 17)."""
+
+    def write_back(self, node: str) -> None:
+        """After a restart: a new acknowledged write to that field, then a
+        write back with the token read before the crash."""
 
     def set_skew(self, node: str, seconds: float) -> None: ...
 
@@ -247,6 +261,11 @@ class FaultController:
             self.loop.at(start + len(order) * spec.step, self._guard(self._close), record)
         elif kind == "crash":
             assert spec.plant is not None
+            # Every crash lands inside a commit window (issue 17): a write is
+            # in memory but not durable, and a read has handed out a context
+            # covering it; the crash takes the write back. _end_crash writes
+            # again and then writes back with that context.
+            self.host.write_in_flight(spec.plant)
             self.host.crash(spec.plant)
             record = self._open(kind, f"{spec.plant} crashed", [spec.plant], end)
             self.loop.at(end, self._guard(self._end_crash), spec.plant, record)
@@ -286,6 +305,7 @@ class FaultController:
 
     def _end_crash(self, node: str, record: FaultRecord) -> None:
         self.host.restart(node)
+        self.host.write_back(node)
         self._close(record)
 
     def _flap(

@@ -224,6 +224,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if now_ms is not None and latest is not None:\n",
         "a joined batch advances the hybrid clock past its earliest timestamp, not its latest",
     ),
+    _m(
+        "no-epoch",
+        "crdt/_state.py",
+        "        return epoch_actor(self.replica, self.epoch)\n",
+        "        return self.replica\n",
+        "shared-field dots ignore the epoch (issue 17): a replica restarted after a crash "
+        "reissues the dot of a write the crash took back, which a reader's context covers",
+    ),
 )
 
 

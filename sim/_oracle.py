@@ -41,6 +41,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from twinmesh.crdt import actor_origin, epoch_actor
+
 __all__ = [
     "Create",
     "Increment",
@@ -179,6 +181,9 @@ class _Series:
 
 
 class _Register:
+    """One shared register's writes, per actor (a replica in one epoch of its
+    life: crdt/_clocks.py), which is what its dots and contexts count."""
+
     __slots__ = ("by_origin", "covers", "cum")
 
     def __init__(self) -> None:
@@ -194,14 +199,16 @@ class _Register:
         """(writes applied per writer, writes covered per writer) under ``vector``."""
         applied: dict[str, int] = {}
         covered: dict[str, int] = {}
-        for origin, series in self.by_origin.items():
-            k = series.applied(vector, origin)
+        for actor, series in self.by_origin.items():
+            # Vectors count the replica's writes, whatever epoch made them.
+            k = series.applied(vector, actor_origin(actor) or actor)
             if k:
-                applied[origin] = k
-                _join_into(covered, self.cum[origin][k - 1])
+                applied[actor] = k
+                _join_into(covered, self.cum[actor][k - 1])
         return applied, covered
 
     def write(self, origin: str, seq: int, value: Any, read: Vector) -> int:
+        """``origin`` is the writing actor; ``seq`` its replica's sequence number."""
         applied, covered = self._state(read)
         _join_into(covered, applied)
         series = self.by_origin.setdefault(origin, _Series())
@@ -292,6 +299,9 @@ class Oracle:
         self.labels: dict[tuple[str, str], list[_Label]] = {}
         self.reported: dict[tuple[str, str], tuple[str, _Series]] = {}
         self.resolutions = 0
+        # Per replica, the epoch it writes shared fields in: a restart after a
+        # crash begins a new one (crdt/_clocks.py), which the trace tells us.
+        self.epochs: dict[str, int] = {}
         self._set_ids = 0
         # origin -> the (entity, field) each of its writes touched, by seq - 1:
         # which keys a DeltasApplied event must have changed at the receiver.
@@ -316,7 +326,7 @@ class Oracle:
         if isinstance(op, RegisterWrite):
             reg = self.registers.setdefault((entity, op.field), _Register())
             read = op.read if op.read is not None else snapshot
-            reg.write(replica, seq, op.value, read)
+            reg.write(epoch_actor(replica, self.epochs.get(replica, 0)), seq, op.value, read)
             self.resolutions += op.resolves
         elif isinstance(op, SetAdd | SetRemove):
             elements = self.sets.setdefault((entity, op.field), {})
@@ -364,6 +374,11 @@ class Oracle:
         record = WriteRecord(replica=replica, seq=seq, t=t, op=op)
         self.writes.append(record)
         return record
+
+    def new_epoch(self, replica: str) -> None:
+        """``replica`` restarted after a crash: its next shared-field writes
+        are a new actor's (``Store.begin_epoch`` in a node)."""
+        self.epochs[replica] = self.epochs.get(replica, 0) + 1
 
     def delivered(self, replica: str, origin: str, first: int, last: int, t: float) -> None:
         """``replica`` reports it applied ``origin``'s writes ``first..last``."""

@@ -35,7 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twinmesh.crdt import (
+    CausalContext,
     Delta,
+    FieldState,
+    LocalProtocolError,
+    MVRegister,
     RemoteProtocolError,
     ReplicaState,
     VersionVector,
@@ -67,7 +71,7 @@ from ._checkers import (
 from ._faults import FaultController, FaultRecord
 from ._loop import EventLoop
 from ._network import Network, NetworkStats
-from ._oracle import Op, Oracle
+from ._oracle import Op, Oracle, RegisterWrite
 from ._rng import Rngs
 from ._scenario import Scenario
 from ._swarm import SwarmDraw, draw_swarm
@@ -153,6 +157,24 @@ class DecodeMemo:
         return deltas
 
 
+#: The shared field the crash window writes (a string, home-wins: any value
+#: of the workload's kind would do).
+WINDOW_FIELD = "owner"
+
+
+@dataclass(slots=True)
+class _Window:
+    """A crash window (issue 17): a write in memory whose commit is pending,
+    and the context a reader took while it was there."""
+
+    entity: str
+    field: str
+    before: FieldState | None  # the field as the store has it (the write not in it)
+    token: CausalContext  # what the reader holds: it covers the write
+    read: dict[str, int]  # the writes applied at the replica when it read
+    n: int
+
+
 @dataclass(slots=True)
 class _Node:
     name: str
@@ -166,6 +188,7 @@ class _Node:
     crashed: list[list[float]] = field(default_factory=list)  # [start, end]
     status: list[tuple[float, str]] = field(default_factory=list)  # connectivity changes
     converged_at: float | None = None
+    window: _Window | None = None  # a write in flight at the last crash
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -310,6 +333,8 @@ class Simulation:
         self._converged_count = 0
         self._done = False
         self.probes = 0
+        self._windows = 0  # crash windows played
+        self.window_refusals = 0  # write backs refused as naming a write that never was
         self.snapshots = 0
         self.lag_times: list[float] = []
         self.lag: dict[str, list[int]] = {n: [] for n in self.names}
@@ -354,10 +379,116 @@ class Simulation:
     def checked(self, checker: str) -> None:
         self.findings.checked(checker)
 
+    def write_in_flight(self, node: str) -> None:
+        """The first half of a crash window: a write joined in memory, its
+        commit pending (``durable=False``: the engine keeps it home), and a
+        reader's context that covers it. Nothing else happens before the
+        crash that follows in the same event, so the crash can take exactly
+        this write back."""
+        n = self.nodes[node]
+        state = n.engine.state
+        if not n.up or not self.workload.active or not state.entities:
+            return
+        entity = state.entities[min(state.entities)]
+        before = entity.fields.get(WINDOW_FIELD)
+        before = None if before is None else before.copy()  # the join below is in place
+        self._windows += 1
+        k = self._windows
+        delta = state.write(
+            entity.id,
+            WINDOW_FIELD,
+            f"in-flight-{k}",
+            author="crash-window",
+            now_ms=self.wall_ms(node),
+        )
+        n.engine.commit(delta, durable=False)
+        register = entity.fields[WINDOW_FIELD]
+        assert isinstance(register, MVRegister)
+        n.window = _Window(
+            entity=entity.id,
+            field=WINDOW_FIELD,
+            before=before,
+            token=register.context(),
+            read=dict(self.oracle.applied[node]),
+            n=k,
+        )
+        self.trace.record(self.loop.now, "in-flight", node, entity.id, WINDOW_FIELD, k)
+
+    def write_back(self, node: str) -> None:
+        """The second half: after the restart, a new acknowledged write to the
+        field, then a write back with the token read before the crash. The
+        acknowledged write must survive it (the ``crash-window`` checker):
+        either the node refuses the token, which names a write it never made
+        durable, or the write back stands beside it as a sibling."""
+        n = self.nodes[node]
+        window, n.window = n.window, None
+        if window is None or not n.up or not self.workload.active:
+            return
+        state = n.engine.state
+        value = f"acknowledged-{window.n}"
+        # Written as if by a client that read nothing (an empty context): it
+        # stands beside what is there, so the window adds a conflict rather
+        # than settling the ones the workload made.
+        delta = state.write(
+            window.entity,
+            window.field,
+            value,
+            author="crash-window",
+            now_ms=self.wall_ms(node),
+            context=CausalContext(),
+        )
+        self.commit(
+            node,
+            delta,
+            RegisterWrite(entity=window.entity, field=window.field, value=value, read={}),
+        )
+        try:
+            back = state.write(
+                window.entity,
+                window.field,
+                f"written-back-{window.n}",
+                author="crash-window",
+                now_ms=self.wall_ms(node),
+                context=window.token,
+            )
+        except LocalProtocolError:
+            self.window_refusals += 1  # the token names a write that never was: read again
+        else:
+            self.commit(
+                node,
+                back,
+                RegisterWrite(
+                    entity=window.entity,
+                    field=window.field,
+                    value=f"written-back-{window.n}",
+                    read=window.read,
+                ),
+            )
+        self.findings.checked("crash-window")
+        register = state.entities[window.entity].fields[window.field]
+        assert isinstance(register, MVRegister)
+        if value not in register.values():
+            self.findings.fail(
+                "crash-window",
+                f"t={self.loop.now:.3f}: {node}: {window.entity}.{window.field}: the write "
+                f"{value!r}, acknowledged after a restart, is gone once a client wrote back "
+                f"with a context read before the crash (holds {register.values()!r}): the "
+                "context covered it, so a dot was issued twice",
+            )
+
     def crash(self, node: str) -> None:
         n = self.nodes[node]
         if not n.up:
             return
+        window = n.window
+        if window is not None:
+            # The crash takes the write in flight: the store never had it.
+            fields = n.engine.state.entities[window.entity].fields
+            if window.before is None:
+                del fields[window.field]
+            else:
+                fields[window.field] = window.before
+            n.engine.lose_undurable()
         n.up = False
         n.token += 1
         n.timer_at = math.inf
@@ -371,6 +502,10 @@ class Simulation:
         n.up = True
         n.crashed[-1][1] = self.loop.now
         n.engine.restart(self.t0 + self.loop.now)
+        # A start after a crash begins a new epoch (a node's Store.begin_epoch):
+        # shared-field dots from here on are a new actor's (crdt/_clocks.py).
+        n.engine.state.epoch += 1
+        self.oracle.new_epoch(node)
         self.trace.record(self.loop.now, "restart", node)
         self._after(n)
 

@@ -381,6 +381,23 @@ class SyncEngine:
         """Own deltas up to ``seq`` are on disk and may be gossiped."""
         self._durable_seq = max(self._durable_seq, min(seq, self.vv[self.replica]))
 
+    def lose_undurable(self) -> int:
+        """Drop our own deltas that :meth:`commit` took with ``durable=False``
+        and :meth:`mark_durable` never covered: what a crash inside the commit
+        window takes (a node rebuilds its engine from the store instead; the
+        simulator, which keeps the engine, calls this). The caller takes the
+        writes out of the state. Their sequence numbers are free again — they
+        never left (``_seal`` seals durable deltas only) — so the vector stays
+        gap-free. Returns how many were dropped."""
+        lost = self.vv[self.replica] - self._durable_seq
+        if lost <= 0:
+            return 0
+        del self._unsealed[len(self._unsealed) - lost :]
+        entries = self.vv.as_dict()
+        entries[self.replica] = self._durable_seq
+        self.vv = VersionVector(entries)
+        return lost
+
     def _seal(self) -> None:
         """Sign our durable, not yet logged deltas into batches."""
         first = self.vv[self.replica] - len(self._unsealed) + 1

@@ -62,6 +62,7 @@ CI_MUTANTS = (
     "mv-merge-readds-overwritten",
     "policy-home-wins-by-author",
     "engine-duplicate-check-off-by-one",
+    "no-epoch",
 )
 
 
@@ -84,3 +85,4 @@ def test_a_handful_of_mutants_are_killed_by_the_simulator_alone() -> None:
     assert all(r.by and r.error is None for r in rest), rest
     assert "vv-order" in table["vv-compare-concurrent-as-after"].by
     assert "conflict-pairs" in table["conflicts-hide-equal-values"].by
+    assert "crash-window" in table["no-epoch"].by
