@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from enum import StrEnum
+from functools import lru_cache
 
 import msgspec
 
@@ -70,6 +71,7 @@ def epoch_actor(replica: str, epoch: int) -> str:
     return replica if epoch == 0 else f"{replica}{EPOCH_MARK}{epoch}"
 
 
+@lru_cache(maxsize=4096)  # checked per remote shared-field write; bounded against floods
 def actor_origin(actor: str) -> str | None:
     """The replica behind ``actor``, or ``None`` if it is not a well-formed
     actor name (an epoch is a positive decimal without leading zeros)."""
