@@ -169,6 +169,13 @@ class _RecordingHost:
     def restart(self, node: str) -> None:
         self.steps.append(Step(at=self.loop.now, kind="restart", node=node))
 
+    def write_in_flight(self, node: str) -> None:
+        """Nothing to plan: the simulator's crash window (issue 17) is played
+        against a real node by its test hook (tests/test_node_crash_window.py)."""
+
+    def write_back(self, node: str) -> None:
+        """Nothing to plan (see :meth:`write_in_flight`)."""
+
     def set_skew(self, node: str, seconds: float) -> None:
         self.offsets[node] = seconds
         if self.loop.now == 0.0:
