@@ -290,7 +290,8 @@ class Node:
             await self.telemetry.close()
         if self.store is not None:
             await self.settled()
-            fatal = self._fatal is not None and self._fatal.done()
+            # (A cancelled future is the runner's shutdown, not a fault.)
+            fatal = self._fatal is not None and self._fatal.done() and not self._fatal.cancelled()
             if not fatal and not self._committing and self.engine is not None:
                 # Every local write of this incarnation is durable: the next
                 # one may continue this epoch's counters.

@@ -25,6 +25,8 @@ Two ways a node can keep that promise, each tested alone:
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,7 @@ from urllib.parse import quote
 import pytest
 from node_helpers import PUMP, Fleet, Response, running_fleet, wait_until
 
+from twinmesh.node._config import load_config
 from twinmesh.node._test_hooks import ENV_COMMIT_HOLD
 
 FIELD = "responsibleTeam"  # a shared string field of the pump model
@@ -54,6 +57,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, hooks: Path) -> Iterator[Fle
             yield fleet
     finally:
         mp.undo()
+
+
+def _meta(fleet: Fleet, node: str, key: str) -> bytes | None:
+    """A row of the node's store ``meta`` table, read from its SQLite file."""
+    db = load_config(Path(fleet.nodes[node]["config"])).data_dir / "node.sqlite"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def _in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
@@ -114,6 +125,7 @@ def test_a_write_back_after_kill_9_in_the_commit_window_keeps_the_new_write(
         assert seen["value"] == "in-flight"  # it did see the write that is about to vanish
         token = seen["context"]
     # 3. kill -9 inside the window; restart from the store.
+    epoch = int(_meta(fleet, "plant-a", "epoch") or b"0")
     fleet.kill("plant-a")
     writer.join(10)
     reader.join(10)
@@ -127,6 +139,8 @@ def test_a_write_back_after_kill_9_in_the_commit_window_keeps_the_new_write(
     # 4. A new write to the same field, acknowledged.
     new = fleet.put_field("plant-a", entity, FIELD, "acknowledged", after["context"])
     assert new.status == 200, new.body
+    # Written by the new epoch's actor (its first write to the field).
+    assert new.json["written"]["dot"] == f"plant-a~{epoch + 1}:1"
     # 5. A write back with the old token.
     back: Response = fleet.put_field("plant-a", entity, FIELD, "written-back", token)
     assert back.status in (200, 422), back.body
@@ -167,3 +181,25 @@ def test_the_store_begins_a_new_epoch_only_after_an_unclean_stop(tmp_path: Path)
         return seen
 
     assert asyncio.run(scenario()) == [0, 0, 1, 2]
+
+
+def test_a_clean_stop_keeps_the_epoch(fleet: Fleet) -> None:
+    """SIGTERM records a clean stop (every local write durable), so the
+    restarted node goes on counting as the same actor (kill -9 begins a new
+    epoch: the write-back test checks the dot it hands out)."""
+    entity = "plant-a/window-epochs"
+    fleet.create("plant-a", entity, PUMP)
+
+    def written() -> str:
+        resp = fleet.put_field("plant-a", entity, FIELD, "x", None)
+        assert resp.status == 200, resp.body
+        return resp.json["written"]["dot"]  # type: ignore[no-any-return]
+
+    epoch = int(_meta(fleet, "plant-a", "epoch") or b"0")
+    actor = "plant-a" if epoch == 0 else f"plant-a~{epoch}"
+    assert written() == f"{actor}:1"
+    fleet.stop("plant-a")
+    assert _meta(fleet, "plant-a", "run") == b"stopped"
+    fleet.start("plant-a")
+    assert _meta(fleet, "plant-a", "epoch") == str(epoch).encode()
+    assert written() == f"{actor}:2"
