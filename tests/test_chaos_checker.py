@@ -208,6 +208,28 @@ def test_unknown_write_may_take_effect_once_but_not_twice() -> None:
     assert "unknown-outcomes" in bad
 
 
+def test_an_unknown_write_of_a_new_epoch_counts_for_its_node() -> None:
+    """After kill -9 a node writes as a new epoch's actor (``plant-a~1``): an
+    unknown write that took effect there is plant-a's, once."""
+    b = Builder()
+    b.op("write", "plant-a", "ok", value="2030-01-02", context=ctx(), dot="plant-a:1")
+    b.op("write", "plant-a", "info", value="2030-01-03", context=ctx("plant-a:1"))
+    took = final(((None, "2030-01-03"),), ctx("plant-a:1", "plant-a~1:1"))
+    out = check(b.h, {"plant-a": took}, CONVERGED)
+    assert out.ok, failures(out)
+    assert out.unknown == {"total": 1, "took_effect": 1, "did_not": 0}
+    # Written blind, it stands beside the acknowledged write: its sibling is plant-a's.
+    blind = Builder()
+    blind.op("write", "plant-a", "ok", value="2030-01-02", context=ctx(), dot="plant-a:1")
+    blind.op("write", "plant-a", "info", value="2030-01-03", context=ctx())
+    sib = (("plant-a:1", "2030-01-02"), ("plant-a~1:1", "2030-01-03"))
+    shown = final(sib, ctx("plant-a:1", "plant-a~1:1"))
+    out = check(blind.h, {"plant-a": shown}, CONVERGED)
+    assert out.ok, failures(out)
+    twice = final(((None, "2030-01-03"),), ctx("plant-a:1", "plant-a~1:2"))
+    assert "unknown-outcomes" in failures(check(b.h, {"plant-a": twice}, CONVERGED))
+
+
 def test_counters_and_logs() -> None:
     b = Builder()
     ck, lk = ("plant-a/pump-1", "starts"), ("plant-a/pump-1", "alerts")
