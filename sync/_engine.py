@@ -46,6 +46,15 @@ snapshot). A member silent for longer than ``evict_after`` stops holding the
 horizon back; when it returns and asks for something below the horizon, it
 receives a ``Snapshot`` of the whole state and continues from there.
 
+Own writes and crashes (issue 17): ``commit(durable=False)`` keeps a write
+home until ``mark_durable`` — no batch and no snapshot carries it before it is
+on disk — so a write a crash takes back never left, and its sequence number
+is reused by the restarted replica: every origin's sequence stays gap-free,
+which digests and ``missing_from`` rely on. What must never be reused is the
+write's per-field dot, which a reader's context may hold; those are the
+crdt layer's, issued by an epoch-stamped actor (crdt/_clocks.py), and a
+replica begins a new epoch after a crash. The engine needs no epoch.
+
 IO-free, in the style of aioquic: ``receive(data, now)``,
 ``messages_to_send()``, ``next_timer()``, ``handle_timer(now)``. Time is a
 float in seconds supplied by the caller; randomness is the ``random.Random``
