@@ -42,6 +42,7 @@ __all__ = [
     "Findings",
     "Verdict",
     "check_conflict_queue",
+    "check_crash_window",
     "check_touched",
     "check_vv_order",
     "compare_replica",
@@ -477,6 +478,33 @@ def check_conflict_queue(
                 f"{when} {name}: {c.key} provisional {c.provisional.dot} "
                 f"{c.provisional.value!r}; its {c.policy.value} policy picks {want}",
             )
+
+
+def check_crash_window(
+    name: str,
+    state: ReplicaState,
+    key: tuple[str, str],
+    acknowledged: Any,
+    findings: Findings,
+    *,
+    when: str,
+) -> None:
+    """After a crash window (sim/_faults.py): the write ``acknowledged`` made
+    after the restart is still a sibling of ``key`` at ``name`` once a client
+    wrote back with a context read before the crash, while a write that the
+    crash took back was in memory. It is gone exactly when that context
+    covered it — when the restarted replica issued it the lost write's dot."""
+    findings.checked("crash-window")
+    entity = state.entities.get(key[0])
+    register = None if entity is None else entity.fields.get(key[1])
+    held = register.values() if isinstance(register, MVRegister) else []
+    if acknowledged not in held:
+        findings.fail(
+            "crash-window",
+            f"{when} {name}: {key[0]}.{key[1]}: the write {acknowledged!r}, acknowledged "
+            f"after a restart, is gone once a client wrote back with a context read before "
+            f"the crash (holds {held!r}): the context covered it, so a dot was issued twice",
+        )
 
 
 def check_vv_order(

@@ -64,6 +64,7 @@ from ._checkers import (
     Findings,
     Verdict,
     check_conflict_queue,
+    check_crash_window,
     check_touched,
     check_vv_order,
     compare_replica,
@@ -464,17 +465,14 @@ class Simulation:
                     read=window.read,
                 ),
             )
-        self.findings.checked("crash-window")
-        register = state.entities[window.entity].fields[window.field]
-        assert isinstance(register, MVRegister)
-        if value not in register.values():
-            self.findings.fail(
-                "crash-window",
-                f"t={self.loop.now:.3f}: {node}: {window.entity}.{window.field}: the write "
-                f"{value!r}, acknowledged after a restart, is gone once a client wrote back "
-                f"with a context read before the crash (holds {register.values()!r}): the "
-                "context covered it, so a dot was issued twice",
-            )
+        check_crash_window(
+            node,
+            state,
+            (window.entity, window.field),
+            value,
+            self.findings,
+            when=f"t={self.loop.now:.3f}",
+        )
 
     def crash(self, node: str) -> None:
         n = self.nodes[node]
