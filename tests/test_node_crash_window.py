@@ -17,10 +17,14 @@ Two ways a node can keep that promise, each tested alone:
 * ``unsettled`` (the hook turns that wait off, as the code was before it):
   the read returns a token covering the held write's dot. The restarted node
   is in a new epoch and issues its dots as a new actor (crdt/_clocks.py), so
-  the token cannot cover the new write — the node refuses it as naming a
-  write it never made (the client reads again), or keeps both as siblings.
-  Before the epoch, the new write reused the held write's dot and the write
-  back silently removed it.
+  the token cannot cover the new write, and the node refuses it (422) as
+  naming a write it never made durable: the client reads again. Before the
+  epoch, the new write reused the held write's dot and the write back
+  silently removed it.
+
+On the parent of the commit that added ``Node.settled`` (53c581a^, with only
+the hold hook wired in) both cases fail: the read answers with the held value,
+and the write back removes the acknowledged write.
 """
 
 from __future__ import annotations
