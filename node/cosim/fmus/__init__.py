@@ -48,8 +48,8 @@ __all__ = [
     "build_fmu",
     "find_compiler",
     "fmi_headers",
-    "split_builtin",
     "model_description",
+    "split_builtin",
     "vars_header",
     "write_source_fmu",
 ]
