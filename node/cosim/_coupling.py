@@ -140,6 +140,8 @@ class AssetCoupling:
         self.source = f"{system.path.name}@{system.version};fmus={self._fmu_hash[:16]}"
         self._provenance = Provenance(adapter="cosim", source=self.source)
         self.lineage: deque[dict[str, Any]] = deque(maxlen=lineage_kept)
+        #: Points not yet handed to the lineage store (the service drains them).
+        self.new_lineage: deque[dict[str, Any]] = deque(maxlen=100_000)
         self.last: dict[str, dict[str, Any]] = {}
         self.last_ts: float | None = None
         self.steps = 0
@@ -418,28 +420,34 @@ class AssetCoupling:
             "observed_quality": list(obs.quality.names()),
         }
         self.last_ts = ts
-        self.lineage.append(
-            {
-                "source_ts": ts,
-                "telemetry": obs.name,
-                "model_time": m.time,
-                "observation": obs.sample_id,
-                "inputs": [
-                    {
-                        "telemetry": n,
-                        "sample_id": i.sample_id if i else None,
-                        "source_ts": i.ts if i else None,
-                        "value": i.value if i else None,
-                        "held": n in self._held,
-                    }
-                    for n, i in used.items()
-                ]
-                if exact
-                else [],
-                "held": held,
-            }
-        )
+        point = {
+            "source_ts": ts,
+            "telemetry": obs.name,
+            "model_time": m.time,
+            "observation": obs.sample_id,
+            "inputs": [
+                {
+                    "telemetry": n,
+                    "sample_id": i.sample_id if i else None,
+                    "source_ts": i.ts if i else None,
+                    "value": i.value if i else None,
+                    "held": n in self._held,
+                }
+                for n, i in used.items()
+            ]
+            if exact
+            else [],
+            "held": held,
+            "held_inputs": dict(self._held),
+        }
+        self.lineage.append(point)
+        self.new_lineage.append(point)
         return out
+
+    def drain_lineage(self) -> list[dict[str, Any]]:
+        points = list(self.new_lineage)
+        self.new_lineage.clear()
+        return points
 
     def _fail(self, reason: str) -> None:
         self.state = "failed"

@@ -151,6 +151,19 @@ def deployments(state: ReplicaState) -> dict[str, dict[str, Any]]:
     return out
 
 
+def switches(state: ReplicaState) -> dict[str, list[dict[str, Any]]]:
+    """node -> the FMU switches its assets went through, oldest first (the grow-only log)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for e in state.entities.values():
+        if e.header.model == DEPLOYMENT_MODEL and "switches" in e.fields:
+            events = e.value("switches")
+            if events:
+                out[e.header.home] = sorted(
+                    events.values(), key=lambda s: (s["at_ms"], s["asset"], s["instance"])
+                )
+    return out
+
+
 def skew(deploys: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """FMU names that run in more than one version (or build) across the fleet."""
     seen: dict[str, dict[str, set[str]]] = {}
@@ -324,7 +337,14 @@ def add_registry_routes(
                 for a, d in assets.items()
                 if any(f["sha256"] == sha for f in d["fmus"].values())
             )
-        return web.json_response({"fmus": fmus, "plants": deploys, "skew": skew(deploys)})
+        return web.json_response(
+            {
+                "fmus": fmus,
+                "plants": deploys,
+                "skew": skew(deploys),
+                "switches": switches(node.state),
+            }
+        )
 
     @routes.post("/v1/fmus")
     async def register_fmu(request: web.Request) -> web.Response:
