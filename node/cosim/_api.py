@@ -209,7 +209,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/v1/fmus": {
         "get": _op(
-            "The fleet's FMU registry, and which FMU versions every plant runs (version skew)",
+            "The fleet's FMU registry, which FMU versions every plant runs (version skew)"
+            " and the FMU switches each plant recorded",
             "viewer",
             "registered FMUs, deployments per plant, skew",
             401,
