@@ -196,6 +196,9 @@ def test_plant_node_couples_its_motors_and_the_fleet_sees_its_fmus(fleet) -> Non
     listing = wait_until(lambda: seen_at("central") and seen_at("plant-b"), 20, what="deployments")
     thermal = listing["plants"]["plant-a"][M1]["fmus"]["thermal"]
     assert thermal["version"] == "1.0.0" and thermal["sha256"] in listing["fmus"]
+    motor_class = fleet.entity("plant-a", M1)["model"]
+    assert listing["plants"]["plant-a"][M1]["asset_class"] == motor_class
+    assert listing["fmus"][thermal["sha256"]]["asset_classes"] == [motor_class]
     assert listing["skew"] == []
 
     # plant-b fetches that binary by hash over mTLS and checks it.
