@@ -76,6 +76,9 @@ class Quality(enum.Flag):
     NO_SOURCE_TIME = enum.auto()
     #: A numeric tag received a non-numeric value (or the reverse); kept as sent.
     TYPE_MISMATCH = enum.auto()
+    #: A derived value (co-simulation expected value) computed while one of the
+    #: model's inputs was held, missing or flagged: the model did not see it.
+    HELD = enum.auto()
 
     def names(self) -> tuple[str, ...]:
         """The names of the set bits, lowest first (``()`` for GOOD)."""

@@ -174,7 +174,9 @@ def test_current_sensor_drift_grows_the_current_residual_only(fmus: BuiltinFmus,
     assert abs(statistics.mean(temp)) < 0.2
 
 
-def test_flagged_and_missing_inputs_hold_and_mark(fmus: BuiltinFmus, plant) -> None:  # type: ignore[no-untyped-def]
+def test_flagged_and_missing_inputs_hold_the_cosimulation_and_mark_it(
+    fmus: BuiltinFmus, plant
+) -> None:  # type: ignore[no-untyped-def]
     entity = "plant-a/line-1/motor-1"
     c = _coupling(fmus, plant, entity, input_timeout=3.0)
 
@@ -186,20 +188,36 @@ def test_flagged_and_missing_inputs_hold_and_mark(fmus: BuiltinFmus, plant) -> N
         return value, Quality.GOOD
 
     out = _run(c, plant, entity, 600, tamper)
-    flagged = [s for s in out if 100 <= s.source_ts - 1e6 < 110 and s.name == "current.expected"]
-    assert flagged and all(Quality.UNCERTAIN in s.quality for s in flagged)
-    before = [s for s in out if s.source_ts - 1e6 < 100 and s.name == "current.expected"][-1]
-    # The held load's current, not that of 999 % (which the FMU would refuse anyway).
-    assert all(abs(float(s.value) - float(before.value)) < 0.5 for s in flagged)
-    silent = [s for s in out if 205 <= s.source_ts - 1e6 < 215 and s.name == "current.expected"]
-    assert silent and all(Quality.UNCERTAIN in s.quality for s in silent)
+
+    def expected(name: str, t0: float, t1: float) -> list[Sample]:
+        return [s for s in out if t0 <= s.source_ts - 1e6 < t1 and s.name == f"{name}.expected"]
+
+    for t0, t1, hole in ((100, 110, 100), (205, 215, 200)):
+        for name in ("current", "windingTemperature"):
+            held = expected(name, t0, t1)
+            assert held and all(s.quality == Quality.HELD for s in held)
+            # The co-simulation holds: every value is the one at its hold point
+            # (the last good step before the hole), not a model fed 999 % or guesses.
+            before = expected(name, 0, hole)[-1]
+            assert {float(s.value) for s in held} == {float(before.value)}
+            assert before.quality == Quality.GOOD
+        # No residual against a model that did not see its inputs.
+        assert not [s for s in out if t0 <= s.source_ts - 1e6 < t1 and ".residual" in s.name]
     after = [s for s in out if s.source_ts - 1e6 > 250 and s.name == "current.residual"]
     assert after and all(s.quality == Quality.GOOD for s in after)
-    assert c.holds == 2 and c.state == "running"
-    # While held the status names the input.
+    # Resuming bridges the hole with the first good load after it: no jump.
+    temp = [float(s.value) for s in expected("windingTemperature", 109, 112)]
+    assert max(temp) - min(temp) < 1.0
+    assert c.holds == 2 and c.state == "running" and c.held_outputs > 0
+    held_point = c.lineage_at(expected("current", 100, 110)[-1].source_ts)[0]
+    assert held_point["held"] and "flagged OUT_OF_RANGE" in held_point["held_inputs"]["load"]
+    # While held the status names the input and why.
     c2 = _coupling(fmus, plant, entity, input_timeout=3.0)
-    _run(c2, plant, entity, 205, tamper)
-    assert c2.state == "holding" and "load" in c2.status()["held_inputs"][0]["telemetry"]
+    _run(c2, plant, entity, 420, tamper)  # 210 s: inside the silence
+    assert c2.state == "holding"
+    (held_input,) = c2.status()["held_inputs"]
+    assert held_input["telemetry"] == "load" and "no load sample" in held_input["why"]
+    assert held_input["since"] is not None
 
 
 def test_an_fmu_error_mid_run_stops_the_asset_and_says_why(fmus: BuiltinFmus, plant) -> None:  # type: ignore[no-untyped-def]

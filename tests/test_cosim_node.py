@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from _brokers import free_port
+from cosim_helpers import system_text
 from node_helpers import Fleet, running_fleet, wait_until
 from test_plant_feeds_node import Plant
 
@@ -195,6 +196,9 @@ def test_plant_node_couples_its_motors_and_the_fleet_sees_its_fmus(fleet) -> Non
     listing = wait_until(lambda: seen_at("central") and seen_at("plant-b"), 20, what="deployments")
     thermal = listing["plants"]["plant-a"][M1]["fmus"]["thermal"]
     assert thermal["version"] == "1.0.0" and thermal["sha256"] in listing["fmus"]
+    motor_class = fleet.entity("plant-a", M1)["model"]
+    assert listing["plants"]["plant-a"][M1]["asset_class"] == motor_class
+    assert listing["fmus"][thermal["sha256"]]["asset_classes"] == [motor_class]
     assert listing["skew"] == []
 
     # plant-b fetches that binary by hash over mTLS and checks it.
@@ -228,3 +232,55 @@ def test_plant_node_couples_its_motors_and_the_fleet_sees_its_fmus(fleet) -> Non
         "plant-a", "POST", "/v1/fmus", raw=b"hello", content_type="application/octet-stream"
     )
     assert junk.status == 422 and "not-a-zip" in junk.json["reason"]
+
+    # A real restart of plant-a, onto the same motor model built as FMI 3.0 for the
+    # thermal FMU. Lineage written before the restart is still served, naming the
+    # FMI 2.0 build that produced it; the node now runs FMI 3.0 live; the switch
+    # of FMU is recorded in the replicated log and every node sees it.
+    before = fleet.ok("plant-a", "GET", f"/v1/assets/{quote(M1)}/cosim/lineage")["points"][-1]
+    old_thermal = next(f for f in before["run"]["fmus"] if f["instance"] == "thermal")
+    assert old_thermal["fmi_version"] == "2.0" and old_thermal["sha256"] == sha
+    config = Path(fleet.nodes["plant-a"]["config"])
+    fmi3_system = config.parent / "motor-fmi3.toml"
+    fmi3_system.write_text(
+        system_text(**{'builtin = "motor_thermal"': 'builtin = "motor_thermal@fmi3"'})
+    )
+    text = config.read_text()
+    assert 'system = "motor"' in text
+    config.write_text(text.replace('system = "motor"', f'system = "{fmi3_system}"'))
+    fleet.restart("plant-a")
+
+    q = urlencode({"ts": repr(before["source_ts"])})
+    kept = fleet.ok("plant-a", "GET", f"/v1/assets/{quote(M1)}/cosim/lineage?{q}")
+    point = next(p for p in kept["points"] if p["observation"] == before["observation"])
+    assert point["inputs"] == before["inputs"] and point["run"] == before["run"]
+    now_thermal = next(f for f in kept["fmus"] if f["instance"] == "thermal")
+    assert now_thermal["fmi_version"] == "3.0" and now_thermal["sha256"] != sha
+    wait_until(
+        lambda: cosim(M1)["state"] == "running" and cosim(M1)["counters"]["steps"] > 50,
+        30,
+        interval=0.2,
+        what="M1 co-simulated on the FMI 3.0 thermal FMU",
+    )
+    fresh = fleet.ok("plant-a", "GET", f"/v1/assets/{quote(M1)}/cosim/lineage")["points"][-1]
+    assert fresh["run"]["id"] != before["run"]["id"]
+    assert {f["fmi_version"] for f in fresh["run"]["fmus"]} == {"2.0", "3.0"}
+    out = cosim(M1)["outputs"]["windingTemperature"]
+    assert abs(out["residual"]) < 3.0, out  # restarted from the twin's state: still healthy
+
+    def switched(node: str) -> list[dict[str, Any]] | None:
+        logged = fleet.ok(node, "GET", "/v1/fmus", role="viewer")["switches"].get("plant-a", [])
+        return logged or None
+
+    for node in ("plant-a", "central"):
+        logged = wait_until(lambda n=node: switched(n), 20, what=f"the switch seen at {node}")
+        thermal_switches = [s for s in logged if s["instance"] == "thermal"]
+        assert {s["asset"] for s in thermal_switches} == {M1, M2, M3, M4}, logged
+        assert all(
+            s["from"]["sha256"] == sha and s["to"]["sha256"] == now_thermal["sha256"]
+            for s in thermal_switches
+        )
+        assert not [s for s in logged if s["instance"] != "thermal"]  # nothing else changed
+    listing = fleet.ok("central", "GET", "/v1/fmus", role="viewer")
+    assert listing["plants"]["plant-a"][M1]["fmus"]["thermal"]["sha256"] == now_thermal["sha256"]
+    assert listing["fmus"][now_thermal["sha256"]]["fmi_version"] == "3.0"

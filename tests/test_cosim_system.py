@@ -235,3 +235,19 @@ def test_version_skew_across_the_fleet_is_listed_per_fmu() -> None:
             },
         }
     ]
+
+
+def test_type_mismatch(tmp_path: Path, fmus: BuiltinFmus) -> None:
+    # A thermal FMU whose current input is an Integer: a Real output cannot feed it.
+    def integer_current(text: str) -> str:
+        head, sep, rest = text.partition('<ScalarVariable name="current"')
+        real, _, tail = rest.partition("/>")
+        real = real.replace('variability="continuous"', 'variability="discrete"')
+        return head + sep + real.split("<Real")[0] + '<Integer start="0"/>' + tail
+
+    p = rewrite(fmus.resolve("motor_thermal"), tmp_path / "int.fmu", md=integer_current)
+    text = system_text(**{'builtin = "motor_thermal"': f'path = "{p}"'})
+    problems = _problems(tmp_path, fmus, text)
+    assert problems[0] == (
+        "type-mismatch: connections[1] (electrical.current -> thermal.current): Real -> Integer"
+    ), problems

@@ -5,7 +5,8 @@
   values and lineage (viewer). Expected and residual *series* are ordinary
   telemetry: ``GET /v1/telemetry/samples?entity=..&name=current.residual``.
 * ``GET /v1/assets/{id}/cosim/lineage?ts=`` — what produced the expected
-  values at one source time: FMUs, system file, the input samples used.
+  values at one source time: FMUs, system file, the input samples used; from
+  the lineage store, so also for values stored before a restart.
 * ``POST /v1/assets/{id}/whatif`` — a bounded what-if run on a copy (operator).
 * ``GET /v1/fmus``, ``POST /v1/fmus`` (admin), ``GET /v1/fmus/{sha256}``,
   ``POST /v1/fmus/{sha256}/fetch`` (admin) — the fleet's FMU registry
@@ -63,8 +64,8 @@ def add_routes(app: web.Application, node: Node, tokens: TokenIssuer) -> None:
     async def lineage(request: web.Request) -> web.Response:
         _require(request, tokens, node, Role.VIEWER)
         entity = request.match_info["entity"]
-        c = node.cosim.couplings.get(entity) if node.cosim else None
-        if c is None:
+        cosim = node.cosim
+        if cosim is None:
             return not_cosimulated(entity)
         raw = request.query.get("ts")
         ts: float | None = None
@@ -73,24 +74,30 @@ def add_routes(app: web.Application, node: Node, tokens: TokenIssuer) -> None:
                 ts = float(raw)
             except ValueError:
                 return _error(400, "bad-query", f"ts must be a number, found {raw[:40]!r}")
-        found = c.lineage_at(ts)
+            if not math.isfinite(ts):
+                return _error(400, "bad-query", f"ts must be a finite number, found {raw[:40]!r}")
+        # From the lineage store: points of earlier runs (before a restart or an FMU
+        # switch) are found too, each with the system and FMUs of its own run.
+        found = await cosim.lineage_points(entity, ts)
+        c = cosim.couplings.get(entity)
+        if c is None and not found:
+            return not_cosimulated(entity)
         if ts is not None and not found:
             return _error(404, "no-lineage", f"no expected value at {ts} is still kept")
-        return web.json_response(
-            _finite(
-                {
-                    "entity": entity,
-                    "system": {
-                        "name": c.system.name,
-                        "version": c.system.version,
-                        "path": str(c.system.path),
-                        "sha256": c.system.sha256,
-                    },
-                    "fmus": [{"instance": n, **e.info.json()} for n, e in c.system.fmus.items()],
-                    "points": found,
-                }
-            )
+        current = (
+            {
+                "system": {
+                    "name": c.system.name,
+                    "version": c.system.version,
+                    "path": str(c.system.path),
+                    "sha256": c.system.sha256,
+                },
+                "fmus": [{"instance": n, **e.info.json()} for n, e in c.system.fmus.items()],
+            }
+            if c is not None
+            else {"system": None, "fmus": []}
         )
+        return web.json_response(_finite({"entity": entity, **current, "points": found}))
 
     @routes.get("/v1/assets/{entity:.+}/cosim")
     async def status(request: web.Request) -> web.Response:
@@ -202,7 +209,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/v1/fmus": {
         "get": _op(
-            "The fleet's FMU registry, and which FMU versions every plant runs (version skew)",
+            "The fleet's FMU registry, which FMU versions every plant runs (version skew)"
+            " and the FMU switches each plant recorded",
             "viewer",
             "registered FMUs, deployments per plant, skew",
             401,

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -124,6 +123,8 @@ class AssetCoupling:
             self.initial.setdefault(tel, []).append(fv)
         self._queues: dict[str, deque[_In]] = {name: deque() for name in self.inputs}
         self._last_good: dict[str, _In] = {}
+        #: Per input, its good samples not yet behind the master (bridging a hole).
+        self._good: dict[str, deque[_In]] = {name: deque() for name in self.inputs}
         self._held: dict[str, str] = {}  # telemetry input -> why it is held now
         self.held_since: dict[str, float] = {}
         self._pending: list[tuple[float, int, Sample]] = []  # (ts, seq, observation)
@@ -140,6 +141,8 @@ class AssetCoupling:
         self.source = f"{system.path.name}@{system.version};fmus={self._fmu_hash[:16]}"
         self._provenance = Provenance(adapter="cosim", source=self.source)
         self.lineage: deque[dict[str, Any]] = deque(maxlen=lineage_kept)
+        #: Points not yet handed to the lineage store (the service drains them).
+        self.new_lineage: deque[dict[str, Any]] = deque(maxlen=100_000)
         self.last: dict[str, dict[str, Any]] = {}
         self.last_ts: float | None = None
         self.steps = 0
@@ -213,6 +216,11 @@ class AssetCoupling:
         else:
             q.append(item)
         if not (item.quality & HELD_FLAGS):
+            g = self._good[name]
+            if g and item.ts < g[-1].ts:
+                g.insert(bisect.bisect([x.ts for x in g], item.ts), item)
+            else:
+                g.append(item)
             last = self._last_good.get(name)
             if last is None or item.ts >= last.ts:
                 self._last_good[name] = item
@@ -258,57 +266,84 @@ class AssetCoupling:
         assert self.origin is not None
         return self.origin + k * self._step_src
 
-    def _input_for(self, name: str, t_end: float) -> tuple[float | None, _In | None, str]:
-        """(value, sample used, held reason) for a step ending at source time ``t_end``."""
+    def _first_good(self, name: str, t_end: float) -> _In | None:
+        """The first good sample of ``name`` at or after ``t_end``, if one has arrived."""
+        g = self._good[name]
+        eps = self._step_src * 1e-3
+        while g and g[0].ts < t_end - eps:
+            g.popleft()
+        return g[0] if g else None
+
+    def _input_for(self, name: str, t_end: float, newest: float) -> tuple[str, _In | None, str]:
+        """How input ``name`` drives the step ending at source time ``t_end``.
+
+        ``("good", sample, "")``: its own sample, good and in time.
+        ``("bridge", sample, why)``: its own sample is flagged, or the input was
+        silent longer than ``input_timeout`` before it; the first good sample
+        after the hole stands in for it (the interval convention, stretched).
+        ``("hold", None, why)``: flagged or missing and no good sample yet: the
+        co-simulation holds here. ``("wait", None, "")``: not arrived yet.
+        ``newest`` is the newest observation's source time.
+        """
         q = self._queues[name]
         eps = self._step_src * 1e-3
         while len(q) > 1 and q[0].ts < t_end - eps:
             q.popleft()
+        good = self._first_good(name, t_end)  # also keeps that queue short
         if not q or q[-1].ts < t_end - eps:
-            return None, None, ""  # not known yet
-        item = q[0] if q[0].ts >= t_end - eps else q[-1]
-        if item.ts - t_end > self.input_timeout:
-            held = self._last_good.get(name)
-            return (
-                (held.value if held else None),
-                held,
-                f"no {name} sample for {item.ts - t_end:.1f} s",
-            )
+            if newest - t_end > self.input_timeout:
+                return "hold", None, f"no {name} sample since {self._last_seen(name)}"
+            return "wait", None, ""
+        item = q[0]
+        gap = item.ts - t_end
+        if not item.quality & HELD_FLAGS and gap <= self.input_timeout:
+            return "good", item, ""
         if item.quality & HELD_FLAGS:
-            held = self._last_good.get(name)
-            flags = "|".join(item.quality.names())
-            return (held.value if held else None), held, f"{name} sample flagged {flags}"
-        return item.value, item, ""
+            why = f"{name} sample flagged {'|'.join(item.quality.names())}"
+        else:
+            why = f"no {name} sample for {gap:.1f} s"
+        return ("hold", None, why) if good is None else ("bridge", good, why)
 
     def _advance(self, now: float) -> list[Sample]:
+        """Step the master up to each waiting observation and answer it.
+
+        Holding (the issue: missing or flagged inputs hold the co-simulation): a
+        step whose input is flagged or missing is not taken until a good sample
+        after the hole exists; meanwhile the master stays at its hold point and
+        observations are answered with the outputs there, marked HELD, with no
+        residual (a comparison with a model that did not see its inputs is not
+        one). When a good sample arrives the master bridges the hole with it and
+        goes on; outputs are GOOD again from the first step whose own input is.
+        """
         out: list[Sample] = []
         m = self.master
         assert m is not None and self.origin is not None
         while self._pending and self.state in ("running", "holding"):
             ts, _, obs = self._pending[0]
+            newest = self._pending[-1][0]
             # The communication point nearest to the observation.
             k_target = max(0, round((ts - self.origin) / self._step_src))
             used: dict[str, _In | None] = {}
-            held_now: dict[str, str] = {}
-            blocked = False
+            step_held: dict[str, str] = {}
+            started: dict[str, str] = {}  # every input held at some step of this batch
+            blocked = frozen = False
             k_before, cpu_before = m.k, m.stats.step_seconds
             while m.k < k_target:
                 t_end = self._point_ts(m.k + 1)
-                step_inputs: list[tuple[str, float]] = []
-                for name in self.inputs:
-                    value, item, why = self._input_for(name, t_end)
-                    if value is None and not why:
-                        blocked = True
-                        break
-                    if why:
-                        held_now[name] = why
-                    step_inputs.append((name, value if value is not None else math.nan))
-                    used[name] = item
-                if blocked:
+                kinds = {name: self._input_for(name, t_end, newest) for name in self.inputs}
+                if any(k == "wait" for k, _, _ in kinds.values()):
+                    blocked = True
                     break
-                for name, value in step_inputs:
+                step_held = {n: why for n, (k, _, why) in kinds.items() if k != "good"}
+                started.update(step_held)
+                if any(k == "hold" for k, _, _ in kinds.values()):
+                    frozen = True
+                    break
+                for name, (_, item, _) in kinds.items():
+                    assert item is not None
+                    used[name] = item
                     for fmu, var in self.inputs[name]:
-                        m.set_input(fmu, var, value)
+                        m.set_input(fmu, var, item.value)
                 try:
                     m.step()
                 except FmuStepError as exc:
@@ -321,57 +356,42 @@ class AssetCoupling:
             ):
                 self.overruns += 1  # these steps took longer than the time they cover
             if blocked:
-                newest = self._pending[-1][0]
-                if newest - ts <= self.input_timeout:
-                    break  # its inputs are on their way
-                # An input is missing: answer the old observation as held, keep time.
-                missing = [n for n in self.inputs if not self._covers(n, self._point_ts(m.k + 1))]
-                for n in missing:
-                    held_now[n] = f"no {n} sample since {self._last_seen(n)}"
-                self._set_held(held_now, ts)
-                self._pending.pop(0)
-                out += self._emit(obs, now, held=True, used=used, exact=False)
-                continue
+                break  # its inputs are on their way (or are declared missing later)
             if m.k > k_before:
-                self._set_held(held_now, ts)
                 self._last_used = used
-            else:
-                used = self._last_used
-            # Observations at a point already reached share its inputs and its marks.
+            if m.k > k_before or frozen:
+                self._set_held(step_held, started, ts)
+            # else: a point already reached: the observation shares its inputs and marks.
             self._pending.pop(0)
-            out += self._emit(obs, now, held=bool(self._held), used=used, exact=True)
+            out += self._emit(obs, now, held=bool(self._held), used=self._last_used)
         return out
-
-    def _covers(self, name: str, t_end: float) -> bool:
-        q = self._queues[name]
-        return bool(q) and q[-1].ts >= t_end - self._step_src * 1e-3
 
     def _last_seen(self, name: str) -> str:
         q = self._queues[name]
         return f"{q[-1].ts:.3f}" if q else "the start"
 
-    def _set_held(self, held_now: dict[str, str], ts: float) -> None:
-        for name in list(self._held):
-            if name not in held_now:
-                del self._held[name]
-                self.held_since.pop(name, None)
-        for name, why in held_now.items():
+    def _set_held(self, held: dict[str, str], started: dict[str, str], ts: float) -> None:
+        """``held``: inputs held at the point reached; ``started``: held on the way there."""
+        for name in started:
             if name not in self._held:
                 self.holds += 1
-                self.held_since[name] = ts
-            self._held[name] = why
+                self.held_since.setdefault(name, ts)
+        for name in list(self.held_since):
+            if name not in held:
+                self.held_since.pop(name, None)
+        self._held = dict(held)
         if self.state in ("running", "holding"):
             self.state = "holding" if self._held else "running"
             self.reason = "; ".join(f"{n} held: {w}" for n, w in self._held.items())
 
     def _emit(
-        self, obs: Sample, now: float, *, held: bool, used: dict[str, _In | None], exact: bool
+        self, obs: Sample, now: float, *, held: bool, used: Mapping[str, _In | None]
     ) -> list[Sample]:
         m = self.master
         assert m is not None
         fmu, var = self.outputs[obs.name]
         expected = m.output(fmu, var)
-        quality = Quality.UNCERTAIN if held else Quality.GOOD
+        quality = Quality.HELD if held else Quality.GOOD
         if held:
             self.held_outputs += 1
         unit = obs.unit
@@ -392,7 +412,7 @@ class AssetCoupling:
             )
         ]
         residual: float | None = None
-        if not (obs.quality & _NO_RESIDUAL):
+        if not held and not (obs.quality & _NO_RESIDUAL):
             residual = float(obs.value) - expected
             rq = quality | (obs.quality & ~_NOT_INHERITED)
             out.append(
@@ -418,28 +438,32 @@ class AssetCoupling:
             "observed_quality": list(obs.quality.names()),
         }
         self.last_ts = ts
-        self.lineage.append(
-            {
-                "source_ts": ts,
-                "telemetry": obs.name,
-                "model_time": m.time,
-                "observation": obs.sample_id,
-                "inputs": [
-                    {
-                        "telemetry": n,
-                        "sample_id": i.sample_id if i else None,
-                        "source_ts": i.ts if i else None,
-                        "value": i.value if i else None,
-                        "held": n in self._held,
-                    }
-                    for n, i in used.items()
-                ]
-                if exact
-                else [],
-                "held": held,
-            }
-        )
+        point = {
+            "source_ts": ts,
+            "telemetry": obs.name,
+            "model_time": m.time,
+            "observation": obs.sample_id,
+            "inputs": [
+                {
+                    "telemetry": n,
+                    "sample_id": i.sample_id if i else None,
+                    "source_ts": i.ts if i else None,
+                    "value": i.value if i else None,
+                    "held": n in self._held,
+                }
+                for n, i in used.items()
+            ],
+            "held": held,
+            "held_inputs": dict(self._held),
+        }
+        self.lineage.append(point)
+        self.new_lineage.append(point)
         return out
+
+    def drain_lineage(self) -> list[dict[str, Any]]:
+        points = list(self.new_lineage)
+        self.new_lineage.clear()
+        return points
 
     def _fail(self, reason: str) -> None:
         self.state = "failed"

@@ -303,9 +303,10 @@ class Slave:
                 self._fmu.enterInitializationMode()
             for name, value in (values or {}).items():
                 self.set_named(name, value)
+            # FMI 3.0 §4.2: instantiated with eventModeUsed = false, exiting
+            # Initialization Mode enters Step Mode directly; fmi3EnterStepMode is
+            # only legal from Event Mode, which we never ask for.
             self._fmu.exitInitializationMode()
-            if self._fmi3:
-                self._fmu.enterStepMode() if hasattr(self._fmu, "enterStepMode") else None
         except FmuStepError:
             self.close()
             raise

@@ -18,7 +18,8 @@ node its header claims), and keeps it only if the bytes hash to the name
 asked for. A binary that does not match is refused and the next peer tried.
 
 *Deployments.* Each plant writes which FMUs each of its co-simulated assets
-runs (system name and version; per FMU instance: name, version, sha256)
+runs (system name and version, the asset's class = its twin's DTDL model;
+per FMU instance: name, version, sha256)
 into its own entity ``<node>/_cosim`` (a reported field: only that plant
 writes it). Every node therefore sees every plant's versions, and
 :func:`skew` lists FMU names that run in more than one version across the
@@ -148,6 +149,19 @@ def deployments(state: ReplicaState) -> dict[str, dict[str, Any]]:
             value = e.value("running")
             if isinstance(value, str):
                 out[e.header.home] = json.loads(value)
+    return out
+
+
+def switches(state: ReplicaState) -> dict[str, list[dict[str, Any]]]:
+    """node -> the FMU switches its assets went through, oldest first (the grow-only log)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for e in state.entities.values():
+        if e.header.model == DEPLOYMENT_MODEL and "switches" in e.fields:
+            events = e.value("switches")
+            if events:
+                out[e.header.home] = sorted(
+                    events.values(), key=lambda s: (s["at_ms"], s["asset"], s["instance"])
+                )
     return out
 
 
@@ -318,13 +332,24 @@ def add_registry_routes(
         fmus = registered(node.state)
         for sha, ident in fmus.items():
             ident["binary_here"] = reg.has(sha)
-            ident["running_at"] = sorted(
-                f"{n}:{a}"
+            users = [
+                (n, a, d)
                 for n, assets in deploys.items()
                 for a, d in assets.items()
                 if any(f["sha256"] == sha for f in d["fmus"].values())
+            ]
+            ident["running_at"] = sorted(f"{n}:{a}" for n, a, _ in users)
+            ident["asset_classes"] = sorted(
+                {d["asset_class"] for _, _, d in users if d.get("asset_class")}
             )
-        return web.json_response({"fmus": fmus, "plants": deploys, "skew": skew(deploys)})
+        return web.json_response(
+            {
+                "fmus": fmus,
+                "plants": deploys,
+                "skew": skew(deploys),
+                "switches": switches(node.state),
+            }
+        )
 
     @routes.post("/v1/fmus")
     async def register_fmu(request: web.Request) -> web.Response:
@@ -409,7 +434,12 @@ async def publish_deployment(node: Node) -> None:
                     entry.info.sha256
                 ):
                     await reg.register(entry.info.path.read_bytes(), "node")
-        await reg.publish_running(cosim.running())
+        running = cosim.running()
+        for asset, d in running.items():
+            # The asset class (the twin's DTDL model): which classes use which FMU.
+            e = node.state.entities.get(asset)
+            d["asset_class"] = e.header.model if e is not None else None
+        await reg.publish_running(running)
     except Exception:
         # The registry is a fleet view; a failure here must not stop ingest or co-simulation.
         log.exception("publishing this plant's FMU deployment failed")

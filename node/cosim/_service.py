@@ -16,6 +16,10 @@ milliseconds with gcc, in a worker thread). Without a C compiler every asset
 reports ``unavailable`` with the reason and the node goes on ingesting and
 scoring without residuals. A system file that fails its checks leaves that
 asset ``refused`` with every problem listed; the others run.
+
+Lineage of every expected value goes to ``<data_dir>/cosim-lineage.sqlite``
+(:mod:`._lineage`), committed before the samples it describes are appended,
+so it survives a restart and is reachable for as long as it is kept.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 from ._builtin import BuiltinFmus, CompilerMissing
 from ._coupling import AssetCoupling, TagInfo
+from ._lineage import LineageStore
 from ._master import Master
 from ._settings import CosimAsset, CosimSettings
 from ._system import System, SystemError_, load_system
@@ -68,6 +73,11 @@ class CosimService:
         self.loop_seconds = 0.0  # thread CPU time spent in couplings
         self.whatifs = 0
         self.whatif_refusals = 0
+        self.lineage = LineageStore(
+            data_dir / "cosim-lineage.sqlite", retention_days=settings.lineage_days
+        )
+        self._runs: dict[str, int] = {}  # entity -> its lineage run this process
+        self._pruned_at = -float("inf")
 
     # -- set-up --------------------------------------------------------------------------
 
@@ -83,6 +93,16 @@ class CosimService:
             log.error("co-simulation unavailable: %s", exc)
         for asset in self.settings.assets:
             self._add_asset(asset)
+        await self.lineage.open()
+        started = self.clock()
+        for entity, c in self.couplings.items():
+            self._runs[entity] = await self.lineage.start_run(
+                entity=entity,
+                started_at=started,
+                source=c.source,
+                system=c.system.json(),
+                fmus=[{"instance": n, **e.info.json()} for n, e in c.system.fmus.items()],
+            )
 
     def _specs(self, entity: str) -> dict[str, TagInfo]:
         specs: Mapping[tuple[str, str], Any] = getattr(self.telemetry, "specs", {}) or {}
@@ -156,6 +176,7 @@ class CosimService:
             self._task = None
         for c in self.couplings.values():
             c.close()
+        await self.lineage.close()
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -182,9 +203,16 @@ class CosimService:
                     if c is not None:
                         derived += c.offer(s, now)
                 self.loop_seconds += time.thread_time() - started
+                # Lineage first: whoever reads an expected value finds where it came from.
+                for entity, c in couplings.items():
+                    if c.new_lineage:
+                        await self.lineage.add(self._runs[entity], entity, c.drain_lineage())
                 if derived:
                     await buffer.append(derived)
                     self.derived += len(derived)
+                if now - self._pruned_at > 60.0:
+                    self._pruned_at = now
+                    await self.lineage.prune(now)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -200,6 +228,14 @@ class CosimService:
         if c is not None:
             return c.status()
         return self.refused.get(entity_id)
+
+    async def lineage_points(self, entity_id: str, ts: float | None) -> list[dict[str, Any]]:
+        """Lineage points of an asset at ``ts`` (or its newest three), from the store:
+        they outlive restarts and FMU switches, each naming the run (system, FMUs)
+        that produced it."""
+        if ts is None:
+            return await self.lineage.latest(entity_id)
+        return await self.lineage.at(entity_id, ts)
 
     def entities(self) -> list[str]:
         return sorted({*self.couplings, *self.refused})

@@ -8,6 +8,7 @@ Example (``twinmesh plant simulate`` writes ``node-cosim.toml`` for its motors):
     whatif_max_horizon = 86400.0       # s of model time a what-if may ask for
     whatif_cpu_seconds = 10.0
     whatif_wall_seconds = 20.0
+    lineage_days = 7.0                 # lineage of expected values kept on disk
 
     [[cosim.asset]]
     entity = "plant-a/line-1/motor-2"
@@ -36,6 +37,7 @@ _KEYS = {
     "whatif_cpu_seconds",
     "whatif_wall_seconds",
     "lineage_kept",
+    "lineage_days",
     "asset",
 }
 _ASSET_KEYS = {"entity", "system", "time_scale", "parameters"}
@@ -61,7 +63,8 @@ class CosimSettings:
     whatif_max_horizon: float = 86400.0
     whatif_cpu_seconds: float = 10.0
     whatif_wall_seconds: float = 20.0
-    lineage_kept: int = 2000
+    lineage_kept: int = 2000  # points kept in memory (status); all are in the store
+    lineage_days: float = 7.0  # points kept in <data_dir>/cosim-lineage.sqlite
 
 
 def _num(
@@ -159,4 +162,5 @@ def parse_cosim(
         whatif_cpu_seconds=_num(table, "whatif_cpu_seconds", 10.0, "cosim", 0.01, 3600.0),
         whatif_wall_seconds=_num(table, "whatif_wall_seconds", 20.0, "cosim", 0.01, 3600.0),
         lineage_kept=lineage,
+        lineage_days=_num(table, "lineage_days", 7.0, "cosim", 0.0, 36500.0),
     )

@@ -179,6 +179,8 @@ def run_whatif(
                         f"wall bound of {wall_seconds:g} s reached at model time {master.time:g} s"
                     )
                     break
+        if stopped and times[-1] != round(master.time - master.t0, 9):
+            sample()  # the answer shows how far the run got
     except FmuStepError as exc:
         stopped = str(exc)
     finally:

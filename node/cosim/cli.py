@@ -21,10 +21,11 @@ def _build(args: argparse.Namespace) -> int:
     except CompilerMissing as exc:
         print(f"twinmesh cosim build-fmus: {exc}", file=sys.stderr)
         return 2
+    out = out / f"fmi{args.fmi[0]}" if args.fmi != "2.0" else out
     for spec in FMUS.values():
-        src = write_source_fmu(spec, out)
-        path = build_fmu(spec, out, compiler=cc)
-        print(f"{path}  (source FMU: {src})")
+        src = write_source_fmu(spec, out, fmi_version=args.fmi)
+        path = build_fmu(spec, out, compiler=cc, fmi_version=args.fmi)
+        print(f"{path}  (FMI {args.fmi}; source FMU: {src})")
     return 0
 
 
@@ -77,6 +78,12 @@ def register(subparsers: Any) -> None:
         "build-fmus", help="build the motor FMUs from C (needs a C compiler, not the internet)"
     )
     build.add_argument("--out", default="fmus", help="directory for the .fmu files")
+    build.add_argument(
+        "--fmi",
+        choices=("2.0", "3.0"),
+        default="2.0",
+        help="FMI version to build (3.0 goes to OUT/fmi3/); the model sources are the same",
+    )
     build.set_defaults(handler=_build)
     w = sub.add_parser("whatif", help="run an asset's system from its current state (on a copy)")
     w.add_argument("entity", help="the asset twin, e.g. plant-a/line-1/motor-1")

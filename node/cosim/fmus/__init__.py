@@ -2,18 +2,25 @@
 
 Theory of operation
 -------------------
-Each FMU is one C file here (``motor_<part>.c``) written against the FMI 2.0
-C API (``fmi2_slave.h`` holds the boilerplate every slave shares). Its
-variables are declared once, in :data:`FMUS` below; from that one declaration
-:func:`model_description` writes ``modelDescription.xml`` (FMI 2.0 §2.2, with
-unit definitions and the ModelStructure's output dependencies) and
-:func:`vars_header` the C header of value references and start values, so the
-XML and the binary can never disagree on a value reference.
+Each FMU is one C file here (``motor_<part>.c``): the model alone (its
+outputs and its step). The FMI API around it is one shared header per FMI
+version: ``fmi2_slave.h`` (FMI 2.0) or ``fmi3_slave.h`` (FMI 3.0), so every
+model builds as an FMI 2.0 and as an FMI 3.0 co-simulation FMU from the same
+source (``fmi_version``; builtin names ``motor_thermal`` and
+``motor_thermal@fmi3``). Its variables are declared once, in :data:`FMUS`
+below; from that one declaration :func:`model_description` writes
+``modelDescription.xml`` (FMI 2.0 §2.2 / FMI 3.0 §2.4, with unit definitions
+and the ModelStructure's output dependencies) and :func:`vars_header` the C
+header of value references and start values (which then includes the slave
+header of the version built), so the XML and the binary can never disagree on
+a value reference.
 
 :func:`write_source_fmu` packs a *source FMU* (FMI 2.0 §2.3: ``sources/`` and
-a ``<SourceFiles>`` list, no binary). :func:`build_fmu` compiles it with the
+a ``<SourceFiles>`` list, no binary; FMI 3.0 §2.5.1:
+``sources/buildDescription.xml``). :func:`build_fmu` compiles it with the
 system C compiler into a *binary FMU* for this platform
-(``binaries/linux64/<modelIdentifier>.so``; FMI 2.0 §2.3). The FMI headers
+(``binaries/linux64/<modelIdentifier>.so``, FMI 2.0 §2.3;
+``binaries/x86_64-linux/...``, FMI 3.0 §2.5.1.2). The FMI headers
 come from the FMPy package (``fmpy/c-code``), so building needs no internet,
 only a C compiler; without one :class:`CompilerMissing` says so plainly.
 Archives are written with fixed timestamps and entry order, so rebuilding the
@@ -42,12 +49,17 @@ __all__ = [
     "find_compiler",
     "fmi_headers",
     "model_description",
+    "split_builtin",
     "vars_header",
     "write_source_fmu",
 ]
 
 HERE = Path(__file__).parent
 VERSION = "1.0.0"
+FMI_VERSIONS = ("2.0", "3.0")
+_SLAVE_HEADER = {"2.0": "fmi2_slave.h", "3.0": "fmi3_slave.h"}
+_BINARY_DIR = {"2.0": "linux64", "3.0": "x86_64-linux"}
+_BUILTIN_SUFFIX = {"@fmi2": "2.0", "@fmi3": "3.0"}
 _ZIP_TIME = (2024, 1, 1, 0, 0, 0)
 
 
@@ -80,16 +92,19 @@ class FmuSpec:
     def source(self) -> Path:
         return HERE / f"{self.identifier}.c"
 
-    def digest(self) -> str:
+    def digest(self, fmi_version: str = "2.0") -> str:
         """Hash of everything the FMU is made of (its GUID derives from it)."""
         h = hashlib.sha256()
-        for path in (self.source, HERE / "fmi2_slave.h"):
+        for path in (self.source, HERE / _SLAVE_HEADER[fmi_version]):
             h.update(path.read_bytes())
         h.update(repr(self).encode())
+        if fmi_version != "2.0":
+            h.update(f"fmi{fmi_version}".encode())
         return h.hexdigest()
 
-    def guid(self) -> str:
-        d = self.digest()
+    def guid(self, fmi_version: str = "2.0") -> str:
+        """The FMI 2.0 guid / FMI 3.0 instantiationToken."""
+        d = self.digest(fmi_version)
         return f"{{{d[0:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}}}"
 
 
@@ -293,12 +308,39 @@ FMUS: dict[str, FmuSpec] = {
 }
 
 
+def split_builtin(name: str) -> tuple[str, str]:
+    """``"motor_thermal@fmi3"`` -> ``("motor_thermal", "3.0")``; no suffix is FMI 2.0."""
+    base, at, suffix = name.partition("@")
+    if not at:
+        return name, "2.0"
+    version = _BUILTIN_SUFFIX.get(at + suffix)
+    if version is None:
+        raise LookupError(
+            f"builtin {name!r}: the suffix names the FMI version, @fmi2 or @fmi3 (found @{suffix})"
+        )
+    return base, version
+
+
 def _num(x: float) -> str:
     return repr(float(x))
 
 
-def model_description(spec: FmuSpec, *, source_files: bool) -> str:
-    """modelDescription.xml (FMI 2.0) for ``spec``; value reference = declaration index."""
+def _unit_lines(spec: FmuSpec, *extra: str) -> list[str]:
+    lines = ["  <UnitDefinitions>"]
+    for unit in sorted({v.unit for v in spec.variables} | set(extra)):
+        base = UNITS[unit]
+        attrs = " ".join(
+            f'{k}="{_num(v) if k in ("factor", "offset") else int(v)}"' for k, v in base.items()
+        )
+        lines.append(f'    <Unit name="{unit}"><BaseUnit {attrs}/></Unit>')
+    lines.append("  </UnitDefinitions>")
+    return lines
+
+
+def model_description(spec: FmuSpec, *, source_files: bool, fmi_version: str = "2.0") -> str:
+    """modelDescription.xml for ``spec``; value reference = declaration index."""
+    if fmi_version == "3.0":
+        return _model_description3(spec)
     used = sorted({v.unit for v in spec.variables})
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
@@ -361,26 +403,98 @@ def model_description(spec: FmuSpec, *, source_files: bool) -> str:
     return "\n".join(lines)
 
 
-def vars_header(spec: FmuSpec) -> str:
+def _model_description3(spec: FmuSpec) -> str:
+    """FMI 3.0 §2.4: typed variable elements, value references in ModelStructure,
+    instantiationToken; the build description lives in sources/ (§2.5.1)."""
     lines = [
-        f"/* Generated from twinmesh.node.cosim.fmus.FMUS[{spec.identifier!r}]; do not edit. */",
-        f'#define MODEL_GUID "{spec.guid()}"',
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        "<fmiModelDescription",
+        '  fmiVersion="3.0"',
+        f'  modelName="{spec.identifier}"',
+        f'  instantiationToken="{spec.guid("3.0")}"',
+        f"  description={quoteattr(spec.description)}",
+        f'  version="{VERSION}"',
+        '  generationTool="twinmesh"',
+        '  variableNamingConvention="flat">',
+        f'  <CoSimulation modelIdentifier="{spec.identifier}"'
+        ' canHandleVariableCommunicationStepSize="true"'
+        ' canGetAndSetFMUState="false" canSerializeFMUState="false"'
+        ' providesDirectionalDerivatives="false" providesAdjointDerivatives="false"/>',
+        *_unit_lines(spec, "s"),
+        "  <ModelVariables>",
+        # FMI 3.0 §2.4.7.4: exactly one independent variable; its value reference
+        # follows the model's (fmi3_slave.h answers it with the FMU's time).
+        f'    <Float64 name="time" valueReference="{len(spec.variables)}"'
+        ' causality="independent" variability="continuous" unit="s"'
+        ' description="simulation time"/>',
+    ]
+    for vr, v in enumerate(spec.variables):
+        initial = {"parameter": ' initial="exact"', "output": ' initial="calculated"'}.get(
+            v.causality, ""
+        )
+        start = "" if v.causality == "output" else f' start="{_num(v.start)}"'
+        lines.append(
+            f'    <Float64 name="{v.name}" valueReference="{vr}"'
+            f' causality="{v.causality}" variability="{v.var_variability}"{initial}'
+            f' unit="{v.unit}"{start} description={quoteattr(v.description)}/>'
+        )
+    lines += ["  </ModelVariables>", "  <ModelStructure>"]
+    vrs = {v.name: i for i, v in enumerate(spec.variables)}
+    outputs = [v for v in spec.variables if v.causality == "output"]
+    for v in outputs:
+        deps = " ".join(str(vrs[d]) for d in v.depends_on)
+        kinds = " ".join("dependent" for _ in v.depends_on)
+        lines.append(
+            f'    <Output valueReference="{vrs[v.name]}" dependencies="{deps}"'
+            f' dependenciesKind="{kinds}"/>'
+        )
+    lines += [f'    <InitialUnknown valueReference="{vrs[v.name]}"/>' for v in outputs]
+    lines += ["  </ModelStructure>", "</fmiModelDescription>", ""]
+    return "\n".join(lines)
+
+
+def build_description(spec: FmuSpec) -> str:
+    """sources/buildDescription.xml (FMI 3.0 §2.5.1.1): how to compile the source FMU."""
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            '<fmiBuildDescription fmiVersion="3.0">',
+            f'  <BuildConfiguration modelIdentifier="{spec.identifier}">',
+            '    <SourceFileSet language="C99">',
+            f'      <SourceFile name="{spec.identifier}.c"/>',
+            "    </SourceFileSet>",
+            '    <Library name="m"/>',
+            "  </BuildConfiguration>",
+            "</fmiBuildDescription>",
+            "",
+        ]
+    )
+
+
+def vars_header(spec: FmuSpec, fmi_version: str = "2.0") -> str:
+    lines = [
+        f"/* Generated from twinmesh.node.cosim.fmus.FMUS[{spec.identifier!r}]"
+        f" for FMI {fmi_version}; do not edit. */",
+        f'#define MODEL_GUID "{spec.guid(fmi_version)}"',
         f"#define N_REALS {len(spec.variables)}",
     ]
     lines += [f"#define VR_{v.name} {i}" for i, v in enumerate(spec.variables)]
     lines.append("static void model_defaults(double *r) {")
     lines += [f"    r[{i}] = {_num(v.start)}; /* {v.name} */" for i, v in enumerate(spec.variables)]
-    lines += ["}", ""]
+    lines += ["}", f'#include "{_SLAVE_HEADER[fmi_version]}"', ""]
     return "\n".join(lines)
 
 
-def fmi_headers() -> Path:
-    """The FMI 2.0 C headers FMPy ships (``fmpy/c-code``)."""
+def fmi_headers(fmi_version: str = "2.0") -> Path:
+    """The FMI 2.0 / 3.0 C headers FMPy ships (``fmpy/c-code``)."""
     import fmpy
 
     path = Path(fmpy.__file__).parent / "c-code"
-    if not (path / "fmi2Functions.h").exists():
-        raise CompilerMissing(f"the FMI 2.0 headers are not in {path} (is FMPy installed?)")
+    header = f"fmi{fmi_version[0]}Functions.h"
+    if not (path / header).exists():
+        raise CompilerMissing(
+            f"the FMI {fmi_version} headers ({header}) are not in {path} (is FMPy installed?)"
+        )
     return path
 
 
@@ -408,34 +522,45 @@ def _zip(path: Path, files: dict[str, bytes]) -> None:
     os.replace(tmp, path)
 
 
-def _sources(spec: FmuSpec) -> dict[str, bytes]:
-    return {
+def _sources(spec: FmuSpec, fmi_version: str = "2.0") -> dict[str, bytes]:
+    header = _SLAVE_HEADER[fmi_version]
+    files = {
         f"sources/{spec.identifier}.c": spec.source.read_bytes(),
-        f"sources/{spec.identifier}_vars.h": vars_header(spec).encode(),
-        "sources/fmi2_slave.h": (HERE / "fmi2_slave.h").read_bytes(),
+        f"sources/{spec.identifier}_vars.h": vars_header(spec, fmi_version).encode(),
+        f"sources/{header}": (HERE / header).read_bytes(),
     }
+    if fmi_version == "3.0":
+        files["sources/buildDescription.xml"] = build_description(spec).encode()
+    return files
 
 
-def write_source_fmu(spec: FmuSpec, out_dir: Path) -> Path:
+def write_source_fmu(spec: FmuSpec, out_dir: Path, *, fmi_version: str = "2.0") -> Path:
     """The source FMU (no binary): ``<out_dir>/<identifier>-source.fmu``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{spec.identifier}-source.fmu"
-    files = _sources(spec)
-    files["modelDescription.xml"] = model_description(spec, source_files=True).encode()
+    files = _sources(spec, fmi_version)
+    files["modelDescription.xml"] = model_description(
+        spec, source_files=True, fmi_version=fmi_version
+    ).encode()
     _zip(path, files)
     return path
 
 
-def build_fmu(spec: FmuSpec, out_dir: Path, *, compiler: str | None = None) -> Path:
-    """Compile ``spec`` into ``<out_dir>/<identifier>.fmu`` (binary for linux64 + sources)."""
+def build_fmu(
+    spec: FmuSpec, out_dir: Path, *, compiler: str | None = None, fmi_version: str = "2.0"
+) -> Path:
+    """Compile ``spec`` into ``<out_dir>/<identifier>.fmu`` (binary for this platform + sources)."""
+    if fmi_version not in FMI_VERSIONS:
+        raise ValueError(f"FMI {fmi_version}: we build {' and '.join(FMI_VERSIONS)}")
     cc = compiler or find_compiler()
-    headers = fmi_headers()
+    headers = fmi_headers(fmi_version)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sources = _sources(spec)
+    sources = _sources(spec, fmi_version)
     with tempfile.TemporaryDirectory(prefix="twinmesh-fmu-") as tmp:
         src = Path(tmp)
         for name, data in sources.items():
-            (src / Path(name).name).write_bytes(data)
+            if name.endswith((".c", ".h")):
+                (src / Path(name).name).write_bytes(data)
         so = src / f"{spec.identifier}.so"
         cmd = [
             cc,
@@ -459,8 +584,10 @@ def build_fmu(spec: FmuSpec, out_dir: Path, *, compiler: str | None = None) -> P
             )
         binary = so.read_bytes()
     files = dict(sources)
-    files["modelDescription.xml"] = model_description(spec, source_files=True).encode()
-    files[f"binaries/linux64/{spec.identifier}.so"] = binary
+    files["modelDescription.xml"] = model_description(
+        spec, source_files=True, fmi_version=fmi_version
+    ).encode()
+    files[f"binaries/{_BINARY_DIR[fmi_version]}/{spec.identifier}.so"] = binary
     path = out_dir / f"{spec.identifier}.fmu"
     _zip(path, files)
     return path

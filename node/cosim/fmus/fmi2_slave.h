@@ -1,11 +1,14 @@
 /* A minimal FMI 2.0 co-simulation slave around one model (twinmesh's own FMUs).
  *
- * Each model file defines, before including this header:
- *   MODEL_IDENTIFIER, MODEL_GUID   (as in its modelDescription.xml)
+ * Each model file defines MODEL_IDENTIFIER(_STR) and includes its generated
+ * <id>_vars.h, which defines the following and then includes this header (or
+ * fmi3_slave.h for an FMI 3.0 build: the model source is the same):
+ *   MODEL_GUID                     (as in its modelDescription.xml)
  *   N_REALS                        number of Real variables; value reference = index
  *   static void model_defaults(double *r)         start values (generated header)
  *   static int  model_step(Slave *s, double h)    advance states over [t, t+h]; 0 ok, else error
  *   static void model_outputs(Slave *s)           outputs from states and current inputs
+ * and it may call slave_log(s, MODEL_ERROR, category, message).
  *
  * The FMI 2.0 standard (Modelica Association, 2014) §2.1 defines the common
  * API and §4 the co-simulation part used here: instantiate, set parameters,
@@ -21,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fmi2Functions.h"
+
+#define MODEL_ERROR fmi2Error
 
 typedef struct {
     double r[N_REALS];

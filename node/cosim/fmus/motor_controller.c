@@ -10,7 +10,6 @@
 #define MODEL_IDENTIFIER motor_controller
 #define MODEL_IDENTIFIER_STR "motor_controller"
 #include "motor_controller_vars.h"
-#include "fmi2_slave.h"
 
 static void model_outputs(Slave *s) {
     if (!s->initialized) s->r[VR_frequency] = s->r[VR_f_start];
@@ -20,7 +19,7 @@ static int model_step(Slave *s, double h) {
     double *r = s->r;
     double sp = r[VR_speedSetpoint];
     if (!isfinite(sp) || !(r[VR_ramp_rate] > 0.0)) {
-        slave_log(s, fmi2Error, "logStatusError", "speed setpoint or ramp rate is not usable");
+        slave_log(s, MODEL_ERROR, "logStatusError", "speed setpoint or ramp rate is not usable");
         return 1;
     }
     double target = sp * r[VR_poles] / 120.0;

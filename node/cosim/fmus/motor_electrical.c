@@ -11,12 +11,11 @@
  *
  * All outputs have direct feedthrough from the inputs (ModelStructure lists
  * them), and there is no state. A load outside [0, max_load] is outside the
- * model's validity: doStep answers fmi2Error and says why.
+ * model's validity: doStep answers Error and says why.
  */
 #define MODEL_IDENTIFIER motor_electrical
 #define MODEL_IDENTIFIER_STR "motor_electrical"
 #include "motor_electrical_vars.h"
-#include "fmi2_slave.h"
 
 static void model_outputs(Slave *s) {
     double *r = s->r;
@@ -41,11 +40,11 @@ static int model_step(Slave *s, double h) {
         char msg[160];
         snprintf(msg, sizeof msg, "load %g %% is outside the model's validity [0, %g] %%", load,
                  s->r[VR_max_load]);
-        slave_log(s, fmi2Error, "logStatusError", msg);
+        slave_log(s, MODEL_ERROR, "logStatusError", msg);
         return 1;
     }
     if (!isfinite(f) || f < 0.0) {
-        slave_log(s, fmi2Error, "logStatusError", "supply frequency is negative or not a number");
+        slave_log(s, MODEL_ERROR, "logStatusError", "supply frequency is negative or not a number");
         return 1;
     }
     return 0;

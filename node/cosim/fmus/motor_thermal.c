@@ -16,7 +16,6 @@
 #define MODEL_IDENTIFIER motor_thermal
 #define MODEL_IDENTIFIER_STR "motor_thermal"
 #include "motor_thermal_vars.h"
-#include "fmi2_slave.h"
 
 static void model_outputs(Slave *s) {
     /* At the start the state is the initial temperature parameter. */
@@ -30,7 +29,7 @@ static int model_step(Slave *s, double h) {
         char msg[200];
         snprintf(msg, sizeof msg, "inputs outside the model: current %g A, ambient %g degC,"
                  " cooling gain %g, tau %g s", i, amb, gain, r[VR_tau]);
-        slave_log(s, fmi2Error, "logStatusError", msg);
+        slave_log(s, MODEL_ERROR, "logStatusError", msg);
         return 1;
     }
     double ratio = i / r[VR_rated_current];
