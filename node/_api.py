@@ -598,6 +598,7 @@ def api_app(node: Node, tokens: TokenIssuer) -> web.Application:
     add_telemetry_routes(routes, node, require)
     add_model_routes(routes, node, require)
     add_scoring_routes(routes, node, require)
+
     @web.middleware
     async def settled(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A read never hands out a context covering a write that is not yet
