@@ -9,7 +9,7 @@ them raises ``RemoteProtocolError`` and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -20,7 +20,7 @@ from ._errors import LocalProtocolError, RemoteProtocolError
 from ._mvregister import MVRegister
 from ._orset import ORSet
 from ._scalars import GrowOnlyLog, LWWRegister, PNCounter, SingleWriterRegister
-from ._schema import EntitySchema, FieldKind, check_plain_value
+from ._schema import EntitySchema, FieldKind, FieldSpec, check_plain_value
 from ._text import TextCrdt
 from ._values import canonical
 
@@ -283,48 +283,122 @@ class ReplicaState:
             if seen is not None:
                 self.clock.observe(seen, now_ms)
 
-    def apply_many(self, deltas: list[Delta], *, now_ms: int | None = None) -> None:
+    def apply_many(self, deltas: Sequence[Delta], *, now_ms: int | None = None) -> None:
         """Join a batch atomically: every delta is checked before any is joined,
         so a batch with one bad delta changes nothing."""
-        first_of: dict[str, Delta] = {}
-        check = self.check
-        for delta in deltas:
-            check(delta)
-            first = first_of.setdefault(delta.entity, delta)
-            if first.model != delta.model or first.home != delta.home:
-                raise RemoteProtocolError(
-                    f"batch gives entity {delta.entity} two headers: "
-                    f"{first.model} at home {first.home} and {delta.model} at home {delta.home}"
-                )
-        # ``_join`` and ``_hybrid_time_of``, inlined: this loop runs once per
-        # remote delta, and a Python call costs more than the join of a
-        # one-sibling register itself.
+        self._check_batch(deltas)
+        # ``_join``, ``merge`` of the common kinds and ``_hybrid_time_of``,
+        # inlined: this loop runs once per remote delta, and a Python call
+        # costs more than the join of a one-sibling register itself.
         latest: HybridTime | None = None
         entities = self.entities
+        last_id: str | None = None
+        fields: dict[str, FieldState] = {}
         for delta in deltas:
-            entity = entities.get(delta.entity)
-            if entity is None:
-                entity = entities[delta.entity] = Entity(delta.header, self.schemas[delta.model])
+            entity_id = delta.entity
+            if entity_id != last_id:  # a batch often holds runs of one entity
+                entity = entities.get(entity_id)
+                if entity is None:
+                    entity = entities[entity_id] = Entity(
+                        EntityHeader(id=entity_id, model=delta.model, home=delta.home),
+                        self.schemas[delta.model],
+                    )
+                fields = entity.fields
+                last_id = entity_id
             name, state = delta.field, delta.state
             if name is None or state is None:
                 continue
-            fields = entity.fields
             current = fields.get(name)
+            t = type(state)
+            if t is MVRegister:
+                if current is None:
+                    fields[name] = state.copy()
+                else:
+                    current.merge(state)  # type: ignore[arg-type]
+                for sib in state.siblings.values():  # type: ignore[union-attr]
+                    if latest is None or sib.time > latest:
+                        latest = sib.time
+                continue
             if current is None:
                 fields[name] = state.copy()
             else:
                 current.merge(state)  # type: ignore[arg-type]
-            t = type(state)
-            if t is MVRegister:
-                for sib in state.siblings.values():  # type: ignore[union-attr]
-                    if latest is None or sib.time > latest:
-                        latest = sib.time
-            elif t is LWWRegister or t is SingleWriterRegister:
+            if t is LWWRegister or t is SingleWriterRegister:
                 seen = state.time  # type: ignore[union-attr]
                 if seen is not None and (latest is None or seen > latest):
                     latest = seen
         if now_ms is not None and latest is not None:
             self.clock.observe(latest, now_ms)
+
+    def _check_batch(self, deltas: Sequence[Delta]) -> None:
+        """``check`` every delta of a batch, and that the batch gives each
+        entity one header; raises ``RemoteProtocolError`` for the first bad one.
+
+        The same rules and reasons as ``check`` one by one, with the work that
+        depends only on the (model, field) or the entity done once per batch:
+        the schema and field spec are looked up once per model and field, an
+        entity's header is compared with ours once, and a string value the
+        field's type accepted is not checked again (values repeat: enum
+        members, dates). Shared fields, the most common kind, are checked
+        inline; every other kind goes through ``check``."""
+        first_of: dict[str, Delta] = {}
+        # model -> shared field -> (its spec, the strings it accepted)
+        specs: dict[str, dict[str, tuple[FieldSpec, set[str]]]] = {}
+        entities = self.entities
+        check = self.check
+        for delta in deltas:
+            entity_id = delta.entity
+            first = first_of.get(entity_id)
+            if first is None:
+                first_of[entity_id] = delta
+                existing = entities.get(entity_id)
+                if existing is not None:
+                    h = existing.header
+                    if h.model != delta.model or h.home != delta.home:
+                        check(delta)  # raises, naming both headers
+            elif first.model != delta.model or first.home != delta.home:
+                if entity_id in entities:
+                    check(delta)  # disagrees with ours too: that reason first
+                raise RemoteProtocolError(
+                    f"batch gives entity {entity_id} two headers: "
+                    f"{first.model} at home {first.home} and {delta.model} at home {delta.home}"
+                )
+            name = delta.field
+            state = delta.state
+            if name is None or type(state) is not MVRegister:
+                check(delta)
+                continue
+            of_model = specs.get(delta.model)
+            if of_model is None:
+                of_model = specs[delta.model] = {}
+            info = of_model.get(name)
+            if info is None:
+                schema = self.schemas.get(delta.model)
+                spec = None if schema is None else schema.fields.get(name)
+                if spec is None or spec.kind is not FieldKind.SHARED:
+                    check(delta)  # raises with the reason
+                    raise AssertionError("check passed a delta it must refuse")  # pragma: no cover
+                info = of_model[name] = (spec, set())
+            spec, accepted = info
+            origin = delta.origin
+            assert isinstance(state, MVRegister)
+            for sib in state.siblings.values():
+                if sib.dot.replica != origin:
+                    check(delta)  # raises: not written by the origin
+                value = sib.value
+                if type(value) is str:
+                    if value in accepted:
+                        continue
+                    try:
+                        spec.check_value(value, where="")
+                    except LocalProtocolError as exc:
+                        raise RemoteProtocolError(_fwhere(delta) + exc.reason) from None
+                    accepted.add(value)
+                else:
+                    try:
+                        spec.check_value(value, where="")
+                    except LocalProtocolError as exc:
+                        raise RemoteProtocolError(_fwhere(delta) + exc.reason) from None
 
     def check(self, delta: Delta) -> None:
         """Raise ``RemoteProtocolError`` if ``delta`` may not be joined here.
