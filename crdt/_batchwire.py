@@ -416,7 +416,19 @@ def decode_batch_v2(
             state: Any
             if t is shared_t:
                 # The hot path, inlined: the vector, the register, its siblings.
-                ctx, cvv, cloud = _context_of(row, names, where)
+                reps, ns = row.vv_names, row.vv_counters
+                if len(reps) == 1 and len(ns) == 1 and not row.cloud:
+                    # ``_context_of``'s common case, inlined: one writer, no cloud.
+                    r0 = names[reps[0]]
+                    if r0 is None:
+                        raise _fail(f"{where()}.ctx.vv: empty replica name")
+                    cvv: dict[Any, int] = {r0: ns[0]}
+                    cloud: set[Dot] = set()
+                    ctx = _new(CausalContext)
+                    ctx._vv = cvv
+                    ctx._cloud = cloud
+                else:
+                    ctx, cvv, cloud = _context_of(row, names, where)
                 sibs: dict[Dot, Sibling] = {}
                 for s in row.sibs:
                     rep = names[s.replica]
