@@ -326,12 +326,40 @@ def _dot_list(pairs: list[tuple[int, int]], names: list[str | None], where: str)
     return out
 
 
-def _context(row: Any, names: list[str | None], where: str) -> CausalContext:
-    vv = _vector(row, names, where)
-    if not row.cloud:
-        return CausalContext.adopt(vv)
-    # Dots beyond the vector: the constructor folds them in canonically.
-    return CausalContext(vv, _dot_list(row.cloud, names, f"{where}.cloud"))
+def _context_of(
+    row: Any, names: list[str | None], where: Callable[[], str]
+) -> tuple[CausalContext, dict[str, int], set[Dot]]:
+    """A row's causal context (and its vector and cloud, for the caller's
+    membership tests): names non-empty and each once in the vector, kept
+    canonical whatever the sender wrote."""
+    reps, ns = row.vv_names, row.vv_counters
+    if len(reps) == 1 and len(ns) == 1:  # the common case: one writer
+        r0 = names[reps[0]]
+        if r0 is None:
+            raise _fail(f"{where()}.ctx.vv: empty replica name")
+        vv: dict[Any, int] = {r0: ns[0]}
+    else:
+        vv = dict(zip(map(names.__getitem__, reps), ns, strict=False))
+        if len(vv) != len(reps) or len(reps) != len(ns) or None in vv:
+            _vector(row, names, f"{where()}.ctx")  # raises with the reason
+    ctx = _new(CausalContext)
+    ctx._vv = vv
+    cloud: set[Dot] = set()
+    ctx._cloud = cloud
+    if row.cloud:
+        get = vv.get
+        for r, n in row.cloud:
+            rep = names[r]
+            if rep is None:
+                raise _fail(f"{where()}.ctx.cloud: empty replica name")
+            dot = Dot(rep, n)
+            if n <= get(rep, 0) + 1:
+                # Not canonical (a dot the vector covers or extends): let the
+                # context fold every dot, as the constructor does.
+                ctx = CausalContext(vv, _dot_list(row.cloud, names, f"{where()}.ctx.cloud"))
+                return ctx, ctx._vv, ctx._cloud
+            cloud.add(dot)
+    return ctx, vv, cloud
 
 
 _new = object.__new__
@@ -352,13 +380,22 @@ def decode_batch_v2(
         raise _fail(f"not valid msgpack: {exc}") from None
     strings: list[str] = batch.strings
     names: list[str | None] = [x or None for x in strings]  # None: empty, refused as a name
-    name_of = names.__getitem__
-    shared_t, create_t = schema.shared, schema.create
+    shared_t, create_t, counter_t, label_t = (
+        schema.shared,
+        schema.create,
+        schema.counter,
+        schema.label,
+    )
+    set_t = schema.set
     small_str = (max_value_bytes - 8) // 4  # a str this short is within the size limit
     isfinite = math.isfinite
     out: list[Delta] = []
     append = out.append
     i = -1
+
+    def where() -> str:  # the place, for an error message (built only for one)
+        return f"deltas[{i}].state"
+
     try:
         for row in batch.rows:
             i += 1
@@ -376,20 +413,22 @@ def decode_batch_v2(
             field = names[row.field]
             if origin is None or entity is None or model is None or home is None or field is None:
                 raise _fail(f"deltas[{i}]: empty origin, entity, model, home or field name")
+            state: Any
             if t is shared_t:
                 # The hot path, inlined: the vector, the register, its siblings.
-                reps = row.vv_names
-                cvv: dict[Any, int] = dict(zip(map(name_of, reps), row.vv_counters, strict=False))
-                if len(cvv) != len(reps) or len(reps) != len(row.vv_counters) or None in cvv:
-                    _vector(row, names, f"deltas[{i}].state.ctx")  # raises with the reason
-                if row.cloud:
-                    ctx = _context(row, names, f"deltas[{i}].state.ctx")
-                    cloud = ctx._cloud
-                    cvv = ctx._vv
-                else:
+                reps, ns = row.vv_names, row.vv_counters
+                if len(reps) == 1 and len(ns) == 1 and not row.cloud:
+                    # ``_context_of``'s common case, inlined: one writer, no cloud.
+                    r0 = names[reps[0]]
+                    if r0 is None:
+                        raise _fail(f"{where()}.ctx.vv: empty replica name")
+                    cvv: dict[Any, int] = {r0: ns[0]}
+                    cloud: set[Dot] = set()
                     ctx = _new(CausalContext)
                     ctx._vv = cvv
-                    ctx._cloud = cloud = set()
+                    ctx._cloud = cloud
+                else:
+                    ctx, cvv, cloud = _context_of(row, names, where)
                 sibs: dict[Dot, Sibling] = {}
                 for s in row.sibs:
                     rep = names[s.replica]
@@ -407,8 +446,8 @@ def decode_batch_v2(
                     vt = type(value)
                     if not (
                         (vt is str and len(value) <= small_str)
-                        or vt is int
                         or (vt is float and isfinite(value))
+                        or vt is int
                         or value is None
                         or vt is bool
                     ):
@@ -421,9 +460,46 @@ def decode_batch_v2(
                         author=strings[s.author],
                         time=HybridTime(s.wall, s.logical),
                     )
-                state: Any = _new(MVRegister)
+                state = _new(MVRegister)
                 state.siblings = sibs
                 state.ctx = ctx
+            elif t is counter_t:
+                pos, neg = row.pos, row.neg
+                if len(pos) == 1 and not neg:  # the common case: one increment
+                    ((r, n),) = pos
+                    rep = names[r]
+                    if rep is None:
+                        raise _fail(f"{where()}.pos: empty replica name")
+                    totals, negs = {rep: n}, {}
+                else:
+                    totals = _pair_dict(pos, names, f"{where()}.pos")
+                    negs = _pair_dict(neg, names, f"{where()}.neg")
+                state = _new(PNCounter)
+                state.pos = totals
+                state.neg = negs
+            elif t is label_t:
+                wall = row.wall
+                replica = strings[row.replica]
+                value = row.value
+                if wall is None:
+                    if row.logical:
+                        raise _fail(f"{where()}: a logical counter without a wall time")
+                    if value is not None or replica:
+                        raise _fail(
+                            f"{where()}: a label never written holds no value and no replica"
+                        )
+                    state = LWWRegister()
+                else:
+                    if not replica:
+                        raise _fail(f"{where()}.replica: empty string")
+                    if not _scalar_ok(value, small_str):
+                        value = _value_slow(value, f"{where()}.value", max_value_bytes)
+                    state = _new(LWWRegister)
+                    state.value = value
+                    state.time = HybridTime(wall, row.logical)
+                    state.replica = replica
+            elif t is set_t:
+                state = _decode_set(row, names, where, small_str, max_value_bytes)
             else:
                 state = _decode_other(schema, row, names, strings, i, max_value_bytes)
             append(
@@ -442,6 +518,38 @@ def decode_batch_v2(
             f"deltas[{i}]: a string index is outside the batch's table of {len(strings)}"
         ) from None
     return out
+
+
+def _decode_set(
+    row: Any, names: list[str | None], where: Callable[[], str], small: int, max_value_bytes: int
+) -> ORSet:
+    ctx, vv, cloud = _context_of(row, names, where)
+    get = vv.get
+    entries: dict[Hashable, set[Dot]] = {}
+    for j, e in enumerate(row.entries):
+        element = e.element
+        et = type(element)
+        if et is not str and et is not int and et is not bytes:
+            raise _fail(f"{where()}.entries[{j}]: set elements are strings, integers or bytes")
+        if not _scalar_ok(element, small):
+            element = _value_slow(element, f"{where()}.entries[{j}].element", max_value_bytes)
+        if element in entries:
+            raise _fail(f"{where()}.entries[{j}]: duplicate element {element!r}")
+        if not e.dots:
+            raise _fail(f"{where()}.entries[{j}]: element without dots")
+        dots: set[Dot] = set()
+        for r, n in e.dots:
+            rep = names[r]
+            if rep is None:
+                raise _fail(f"{where()}.entries[{j}].dots: empty replica name")
+            dot = Dot(rep, n)
+            if dot in dots or (get(rep, 0) < n and dot not in cloud):
+                raise _fail(f"{where()}.entries[{j}]: dots repeated or outside the set's context")
+            dots.add(dot)
+        entries[element] = dots
+    orset = _new(ORSet)
+    orset.entries, orset.ctx = entries, ctx
+    return orset
 
 
 def _time(wall: int | None, logical: int, where: Callable[[], str]) -> HybridTime | None:
@@ -477,50 +585,6 @@ def _decode_other(
     def w() -> str:  # the place, for an error message
         return f"deltas[{i}].state"
 
-    if t is schema.counter:
-        pos = {names[r]: n for r, n in row.pos}
-        neg = {names[r]: n for r, n in row.neg}
-        if len(pos) != len(row.pos) or len(neg) != len(row.neg) or None in pos or None in neg:
-            _pair_dict(row.pos, names, f"{w()}.pos")
-            _pair_dict(row.neg, names, f"{w()}.neg")
-        counter = _new(PNCounter)
-        counter.pos, counter.neg = pos, neg
-        return counter
-    if t is schema.label:
-        time = _time(row.wall, row.logical, w)
-        replica = strings[row.replica]
-        if time is None:
-            if row.value is not None or replica:
-                raise _fail(f"{w()}: a label never written holds no value and no replica")
-            return LWWRegister()
-        if not replica:
-            raise _fail(f"{w()}.replica: empty string")
-        value = row.value
-        if not _scalar_ok(value, small):
-            value = _value_slow(value, f"{w()}.value", max_value_bytes)
-        return LWWRegister(value, time, replica)
-    if t is schema.set:
-        ctx = _context(row, names, f"{w()}.ctx")
-        entries: dict[Hashable, set[Dot]] = {}
-        for j, e in enumerate(row.entries):
-            element = e.element
-            et = type(element)
-            if et is not str and et is not int and et is not bytes:
-                raise _fail(f"{w()}.entries[{j}]: set elements are strings, integers or bytes")
-            if not _scalar_ok(element, small):
-                element = _value_slow(element, f"{w()}.entries[{j}].element", max_value_bytes)
-            if element in entries:
-                raise _fail(f"{w()}.entries[{j}]: duplicate element {element!r}")
-            dots = _dot_list(e.dots, names, f"{w()}.entries[{j}].dots")
-            unique = set(dots)
-            if not dots:
-                raise _fail(f"{w()}.entries[{j}]: element without dots")
-            if len(unique) != len(dots) or any(d not in ctx for d in dots):
-                raise _fail(f"{w()}.entries[{j}]: dots repeated or outside the set's context")
-            entries[element] = unique
-        orset = _new(ORSet)
-        orset.entries, orset.ctx = entries, ctx
-        return orset
     if t is schema.reported:
         time = _time(row.wall, row.logical, w)
         seq = row.seq

@@ -337,12 +337,23 @@ class CausalContext:
                 if n > get(r, 0):
                     vv[r] = n
             return
+        cloud = self._cloud
         for r, n in other._vv.items():
-            if n > self._vv.get(r, 0):
-                self._vv[r] = n
-                self._compact(r)
-        for dot in other._cloud:
-            self.add(dot)
+            if n > vv.get(r, 0):
+                vv[r] = n
+                if cloud:
+                    self._compact(r)
+        for dot in other._cloud:  # ``add``, inlined
+            r = dot.replica
+            have = vv.get(r, 0)
+            if dot.counter <= have:
+                continue
+            if dot.counter == have + 1:
+                vv[r] = dot.counter
+                if cloud:
+                    self._compact(r)
+            else:
+                cloud.add(dot)
 
     def union(self, other: CausalContext) -> CausalContext:
         new = self.copy()

@@ -72,18 +72,45 @@ class ORSet:
 
     def merge(self, other: ORSet) -> None:
         octx, sctx = other.ctx, self.ctx
-        for element in list(self.entries):
-            mine = self.entries[element]
-            theirs = other.entries.get(element, set())
-            gone = [d for d in mine if d in octx and d not in theirs]
-            for d in gone:
-                mine.discard(d)
-            if not mine:
-                del self.entries[element]
-        for element, theirs in other.entries.items():
-            fresh = [d for d in theirs if d not in sctx]
-            if fresh:
-                self.entries.setdefault(element, set()).update(fresh)
+        entries, theirs_of = self.entries, other.entries
+        # Our dots the other side saw and no longer holds were removed there.
+        # (``d in octx`` spelled out on the vector and cloud, and loops rather
+        # than comprehensions: this runs for every remote set delta.)
+        ovv, ocloud = octx._vv, octx._cloud
+        if ovv or ocloud:
+            emptied = []
+            for element, mine in entries.items():
+                theirs = theirs_of.get(element)
+                gone = None
+                for d in mine:
+                    if (ovv.get(d.replica, 0) >= d.counter or d in ocloud) and (
+                        theirs is None or d not in theirs
+                    ):
+                        if gone is None:
+                            gone = [d]
+                        else:
+                            gone.append(d)
+                if gone is not None:
+                    mine.difference_update(gone)
+                    if not mine:
+                        emptied.append(element)
+            for element in emptied:
+                del entries[element]
+        svv, scloud = sctx._vv, sctx._cloud
+        for element, theirs in theirs_of.items():
+            fresh = None
+            for d in theirs:
+                if svv.get(d.replica, 0) < d.counter and d not in scloud:
+                    if fresh is None:
+                        fresh = [d]
+                    else:
+                        fresh.append(d)
+            if fresh is not None:
+                held = entries.get(element)
+                if held is None:
+                    entries[element] = set(fresh)
+                else:
+                    held.update(fresh)
         sctx.update(octx)
 
     def join(self, other: ORSet) -> ORSet:

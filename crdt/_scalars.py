@@ -50,8 +50,13 @@ class PNCounter:
         return PNCounter(self.pos, self.neg)
 
     def merge(self, other: PNCounter) -> None:
-        for mine, theirs in ((self.pos, other.pos), (self.neg, other.neg)):
-            for r, n in theirs.items():
+        mine = self.pos
+        for r, n in other.pos.items():
+            if n > mine.get(r, 0):
+                mine[r] = n
+        if other.neg:
+            mine = self.neg
+            for r, n in other.neg.items():
                 if n > mine.get(r, 0):
                     mine[r] = n
 
@@ -92,10 +97,23 @@ class LWWRegister:
         return LWWRegister(self.value, self.time, self.replica)
 
     def merge(self, other: LWWRegister) -> None:
-        if other.time is None:
+        theirs, mine = other.time, self.time
+        if theirs is None:
             return
-        if self.time is None or other._key() > self._key():
-            self.value, self.time, self.replica = other.value, other.time, other.replica
+        # ``other._key() > self._key()``, with the value's encoding built only
+        # on a tie of time and replica (every remote label write comes here).
+        if (
+            mine is None
+            or theirs > mine
+            or (
+                theirs == mine
+                and (
+                    other.replica > self.replica
+                    or (other.replica == self.replica and other._key() > self._key())
+                )
+            )
+        ):
+            self.value, self.time, self.replica = other.value, theirs, other.replica
 
     def join(self, other: LWWRegister) -> LWWRegister:
         new = self.copy()
@@ -148,7 +166,12 @@ class SingleWriterRegister:
         return (self.seq, value_bytes([self.value, self.writer]))
 
     def merge(self, other: SingleWriterRegister) -> None:
-        if other.seq and (not self.seq or other._key() > self._key()):
+        # ``other._key() > self._key()``, encoding values only on a tie of seq.
+        if other.seq and (
+            not self.seq
+            or other.seq > self.seq
+            or (other.seq == self.seq and other._key() > self._key())
+        ):
             self.value, self.seq, self.writer, self.time = (
                 other.value,
                 other.seq,

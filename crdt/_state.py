@@ -9,7 +9,8 @@ them raises ``RemoteProtocolError`` and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+import math
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -20,7 +21,7 @@ from ._errors import LocalProtocolError, RemoteProtocolError
 from ._mvregister import MVRegister
 from ._orset import ORSet
 from ._scalars import GrowOnlyLog, LWWRegister, PNCounter, SingleWriterRegister
-from ._schema import EntitySchema, FieldKind, check_plain_value
+from ._schema import EntitySchema, FieldKind, FieldSpec, ValueType, check_plain_value
 from ._text import TextCrdt
 from ._values import canonical
 
@@ -33,6 +34,8 @@ _SET_ELEMENT_TYPES = (str, int, bytes)
 #: The home of fleet-wide entities: owned by no replica, creatable by any.
 #: Node names are ``[a-z0-9-]`` only, so it cannot be a node's name.
 FLEET_HOME = "*"
+
+_isfinite = math.isfinite
 
 _KIND_OF_TYPE: dict[type, FieldKind] = {cls: kind for kind, cls in FIELD_TYPES.items()}
 
@@ -292,48 +295,148 @@ class ReplicaState:
             if seen is not None:
                 self.clock.observe(seen, now_ms)
 
-    def apply_many(self, deltas: list[Delta], *, now_ms: int | None = None) -> None:
+    def apply_many(self, deltas: Sequence[Delta], *, now_ms: int | None = None) -> None:
         """Join a batch atomically: every delta is checked before any is joined,
         so a batch with one bad delta changes nothing."""
-        first_of: dict[str, Delta] = {}
-        check = self.check
-        for delta in deltas:
-            check(delta)
-            first = first_of.setdefault(delta.entity, delta)
-            if first.model != delta.model or first.home != delta.home:
-                raise RemoteProtocolError(
-                    f"batch gives entity {delta.entity} two headers: "
-                    f"{first.model} at home {first.home} and {delta.model} at home {delta.home}"
-                )
-        # ``_join`` and ``_hybrid_time_of``, inlined: this loop runs once per
-        # remote delta, and a Python call costs more than the join of a
-        # one-sibling register itself.
+        self._check_batch(deltas)
+        # ``_join``, ``merge`` of the common kinds and ``_hybrid_time_of``,
+        # inlined: this loop runs once per remote delta, and a Python call
+        # costs more than the join of a one-sibling register itself.
         latest: HybridTime | None = None
         entities = self.entities
+        last_id: str | None = None
+        fields: dict[str, FieldState] = {}
         for delta in deltas:
-            entity = entities.get(delta.entity)
-            if entity is None:
-                entity = entities[delta.entity] = Entity(delta.header, self.schemas[delta.model])
+            entity_id = delta.entity
+            if entity_id != last_id:  # a batch often holds runs of one entity
+                entity = entities.get(entity_id)
+                if entity is None:
+                    entity = entities[entity_id] = Entity(
+                        EntityHeader(id=entity_id, model=delta.model, home=delta.home),
+                        self.schemas[delta.model],
+                    )
+                fields = entity.fields
+                last_id = entity_id
             name, state = delta.field, delta.state
             if name is None or state is None:
                 continue
-            fields = entity.fields
             current = fields.get(name)
+            t = type(state)
+            if t is MVRegister:
+                # (No ``assert isinstance`` to narrow types in these loops: it
+                # costs a call per delta; ``t`` is the exact type.)
+                theirs = state.siblings  # type: ignore[union-attr]
+                if current is None:
+                    fields[name] = state.copy()
+                elif len(theirs) == 1 and len(current.siblings) == 1:  # type: ignore[union-attr]
+                    # ``MVRegister.merge`` of one sibling into one, inlined
+                    # (the common case: a field written at one place at a time).
+                    mine = current.siblings  # type: ignore[union-attr]
+                    octx, sctx = state.ctx, current.ctx  # type: ignore[union-attr]
+                    ((d, s),) = theirs.items()
+                    ((m, _),) = mine.items()
+                    svv, scloud = sctx._vv, sctx._cloud
+                    if (octx._vv.get(m.replica, 0) >= m.counter or m in octx._cloud) and m != d:
+                        del mine[m]
+                    if svv.get(d.replica, 0) < d.counter and d not in scloud:
+                        mine[d] = s
+                    sctx.update(octx)
+                else:
+                    current.merge(state)  # type: ignore[arg-type]
+                for sib in theirs.values():
+                    if latest is None or sib.time > latest:
+                        latest = sib.time
+                continue
             if current is None:
                 fields[name] = state.copy()
             else:
                 current.merge(state)  # type: ignore[arg-type]
-            t = type(state)
-            if t is MVRegister:
-                for sib in state.siblings.values():  # type: ignore[union-attr]
-                    if latest is None or sib.time > latest:
-                        latest = sib.time
-            elif t is LWWRegister or t is SingleWriterRegister:
+            if t is LWWRegister or t is SingleWriterRegister:
                 seen = state.time  # type: ignore[union-attr]
                 if seen is not None and (latest is None or seen > latest):
                     latest = seen
         if now_ms is not None and latest is not None:
             self.clock.observe(latest, now_ms)
+
+    def _check_batch(self, deltas: Sequence[Delta]) -> None:
+        """``check`` every delta of a batch, and that the batch gives each
+        entity one header; raises ``RemoteProtocolError`` for the first bad one.
+
+        The same rules and reasons as ``check`` one by one, with the work that
+        depends only on the (model, field) or the entity done once per batch:
+        the schema and field spec are looked up once per model and field, an
+        entity's header is compared with ours once, and a string value the
+        field's type accepted is not checked again (values repeat: enum
+        members, dates). Shared fields, the most common kind, are checked
+        inline; every other kind goes through ``check``."""
+        first_of: dict[str, Delta] = {}
+        # model -> field -> (its spec, its CRDT type, the strings it accepted,
+        # whether it takes doubles)
+        specs: dict[str, dict[str, tuple[FieldSpec, type, set[str], bool]]] = {}
+        entities = self.entities
+        check = self.check
+        for delta in deltas:
+            entity_id = delta.entity
+            first = first_of.get(entity_id)
+            if first is None:
+                first_of[entity_id] = delta
+                existing = entities.get(entity_id)
+                if existing is not None:
+                    h = existing.header
+                    if h.model != delta.model or h.home != delta.home:
+                        check(delta)  # raises, naming both headers
+            elif first.model != delta.model or first.home != delta.home:
+                if entity_id in entities:
+                    check(delta)  # disagrees with ours too: that reason first
+                raise RemoteProtocolError(
+                    f"batch gives entity {entity_id} two headers: "
+                    f"{first.model} at home {first.home} and {delta.model} at home {delta.home}"
+                )
+            name = delta.field
+            state = delta.state
+            t = type(state)
+            if name is None or t is TextCrdt or t is GrowOnlyLog or t is SingleWriterRegister:
+                check(delta)  # the rarer kinds: the rules one delta at a time
+                continue
+            of_model = specs.get(delta.model)
+            if of_model is None:
+                of_model = specs[delta.model] = {}
+            info = of_model.get(name)
+            if info is None:
+                schema = self.schemas.get(delta.model)
+                spec = None if schema is None else schema.fields.get(name)
+                if spec is None or _KIND_OF_TYPE.get(t) is not spec.kind:
+                    check(delta)  # raises with the reason
+                    raise AssertionError("check passed a delta it must refuse")  # pragma: no cover
+                floats = spec.value_type is ValueType.DOUBLE or spec.value_type is ValueType.ANY
+                info = of_model[name] = (spec, t, set(), floats)
+            elif info[1] is not t:
+                check(delta)  # raises: the wrong kind of state for the field
+            spec, _, accepted, floats = info
+            origin = delta.origin
+            # (``t`` is the exact type, so no ``assert isinstance`` to narrow
+            # it: that would cost a call per delta.)
+            if t is MVRegister:
+                for sib in state.siblings.values():  # type: ignore[union-attr]
+                    if sib.dot.replica != origin:
+                        check(delta)  # raises: not written by the origin
+                    value = sib.value
+                    vt = type(value)
+                    if not (
+                        (vt is float and floats and _isfinite(value))
+                        or (vt is str and value in accepted)
+                    ):
+                        _check_value_memo(delta, spec, value, accepted, floats)
+            elif t is PNCounter:
+                pos = state.pos  # type: ignore[union-attr]
+                if state.neg or len(pos) != 1 or origin not in pos:  # type: ignore[union-attr]
+                    check(delta)  # the general rule (raises if it touches others' totals)
+            elif t is LWWRegister:
+                if state.replica != origin:  # type: ignore[union-attr]
+                    check(delta)  # raises: not written by the origin
+                _check_value_memo(delta, spec, state.value, accepted, floats)  # type: ignore[union-attr]
+            else:
+                check(delta)  # a set
 
     def check(self, delta: Delta) -> None:
         """Raise ``RemoteProtocolError`` if ``delta`` may not be joined here.
@@ -608,6 +711,26 @@ def _where(delta: Delta) -> str:
 
 def _fwhere(delta: Delta) -> str:
     return f"{_where(delta)}.{delta.field}"
+
+
+def _check_value_memo(
+    delta: Delta, spec: FieldSpec, value: Any, accepted: set[str], floats: bool
+) -> None:
+    """``spec.check_value`` for a remote value, skipping what is plainly fine
+    (a finite float where doubles go) or was already accepted in this batch
+    (a string: a str equals only a str, so the memo cannot mix types)."""
+    vt = type(value)
+    if vt is float:
+        if floats and _isfinite(value):
+            return
+    elif vt is str and value in accepted:
+        return
+    try:
+        spec.check_value(value, where="")
+    except LocalProtocolError as exc:
+        raise RemoteProtocolError(_fwhere(delta) + exc.reason) from None
+    if vt is str:
+        accepted.add(value)
 
 
 def _check_element(element: Any, *, where: str) -> None:

@@ -111,15 +111,54 @@ def _open_writer(path: Path) -> sqlite3.Connection:
     return conn
 
 
+#: Rows per multi-row INSERT: 7 parameters a row stays far below SQLite's
+#: variable limit (32,766 since 3.32), and a big group still commits at once.
+_ROWS_PER_STATEMENT = 256
+
+
+def _statements(runs: list[tuple[str, list[Sequence[Any]]]]) -> list[tuple[str, Sequence[Any]]]:
+    """Each run of one ``INSERT ... VALUES (?, ...)`` as multi-row INSERTs
+    (``VALUES (...), (...), ...``), anything else one statement per row.
+
+    Same rows, same order, same conflict clause (SQLite applies a multi-row
+    VALUES row by row, so ``OR IGNORE``/``OR REPLACE`` and AUTOINCREMENT ids
+    come out as with ``executemany``). Why: Python's sqlite3 drops and retakes
+    the GIL around every ``sqlite3_step``, and ``executemany`` steps once per
+    row, so the committer thread queued for the GIL behind the event loop
+    once per row of every group; one statement per run is one step."""
+    out: list[tuple[str, Sequence[Any]]] = []
+    for sql, run in runs:
+        cut = sql.rfind(" VALUES (")
+        if not sql.startswith("INSERT") or cut < 0 or not sql.endswith(")") or len(run) == 1:
+            out.extend((sql, params) for params in run)
+            continue
+        head, group = sql[: cut + 8], sql[cut + 8 :]
+        for start in range(0, len(run), _ROWS_PER_STATEMENT):
+            chunk = run[start : start + _ROWS_PER_STATEMENT]
+            flat = [value for params in chunk for value in params]
+            out.append((head + ", ".join([group] * len(chunk)), flat))
+    return out
+
+
 def _commit(conn: sqlite3.Connection, runs: list[tuple[str, list[Sequence[Any]]]]) -> int:
     """One transaction on the commit thread; returns once COMMIT (and with
-    ``synchronous=FULL`` the WAL's fsync) has, or raises having rolled back."""
+    ``synchronous=FULL`` the WAL's fsync) has, or raises having rolled back.
+
+    A group that comes down to one statement (the common case: local writes,
+    one multi-row INSERT into ops) runs without BEGIN/COMMIT: in autocommit
+    mode a single statement is its own transaction, atomic and, under
+    ``synchronous=FULL``, fsynced before it returns — one GIL hand-off for
+    the whole group instead of three."""
+    rows = sum(len(run) for _, run in runs)
+    statements = _statements(runs)
+    if len(statements) == 1:
+        sql, params = statements[0]
+        conn.execute(sql, params)
+        return rows
     conn.execute("BEGIN IMMEDIATE")
     try:
-        rows = 0
-        for sql, run in runs:
-            conn.executemany(sql, run)
-            rows += len(run)
+        for sql, params in statements:
+            conn.execute(sql, params)
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(Exception):
@@ -197,7 +236,10 @@ class Store:
     # per statement, so a commit took ~2.5 ms of hand-offs around ~0.25 ms of
     # SQLite and fsync, and a group held ~6 writes. A caller's future is
     # resolved only after its COMMIT returned, so an acknowledged write is on
-    # disk, as before.
+    # disk, as before. A group goes to SQLite as few statements as possible
+    # (``_statements``: one multi-row INSERT per run), because each statement
+    # step drops and retakes the GIL, and retaking it waits behind the busy
+    # event loop; a group of op rows alone is a single autocommit statement.
 
     def _commit_loop(self, opened: asyncio.Future[None]) -> None:
         loop = self._loop

@@ -129,9 +129,35 @@ def _check_decoded_batch(deltas: list[Delta] | None) -> None:
     again = encode_deltas(deltas)
     assert encode_deltas(decode_deltas(again)) == again
     for target in (ReplicaState("me", SCHEMAS), _populated()):
+        _check_batch_apply(target, deltas)
         for delta in deltas:
             _refused_or_decoded(target.apply, delta)
         encode_state(target)
+
+
+def _check_batch_apply(target: ReplicaState, deltas: list[Delta]) -> None:
+    """``apply_many`` (the batch check with its per-batch memos) takes a batch
+    exactly when every delta passes ``check`` against the state before it and
+    the batch gives each entity one header; refused, it changes nothing;
+    taken, it ends where joining the deltas one by one ends."""
+    before = encode_state(target)
+    batch = target.copy()
+    accepted = _refused_or_decoded(lambda ds: batch.apply_many(ds) or True, deltas) is not None
+    headers: dict[str, tuple[str, str]] = {}
+    expected = True
+    for d in deltas:
+        if _refused_or_decoded(lambda x: target.check(x) or True, d) is None:
+            expected = False
+        if headers.setdefault(d.entity, (d.model, d.home)) != (d.model, d.home):
+            expected = False
+    assert accepted == expected
+    if not accepted:
+        assert encode_state(batch) == before  # never half-applied
+        return
+    one_by_one = target.copy()
+    for d in deltas:
+        one_by_one.apply(d)
+    assert encode_state(batch) == encode_state(one_by_one)
 
 
 def _probe(data: bytes) -> None:
