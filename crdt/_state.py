@@ -418,8 +418,9 @@ class ReplicaState:
             # it: that would cost a call per delta.)
             if t is MVRegister:
                 for sib in state.siblings.values():  # type: ignore[union-attr]
-                    if sib.dot.replica != origin:
-                        check(delta)  # raises: not written by the origin
+                    actor = sib.dot.replica
+                    if actor != origin and actor_origin(actor) != origin:
+                        check(delta)  # raises: not written by the origin (or its epochs)
                     value = sib.value
                     vt = type(value)
                     if not (
