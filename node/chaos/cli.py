@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +39,8 @@ def _run(args: argparse.Namespace) -> int:
             return 3
         print(f"twinmesh chaos: --netns: {probe.reason}")
         backend = NetnsBackend(netem=probe.netem)
+        # SIGTERM as SystemExit, so the finally blocks below tear the namespaces down.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not 2 <= args.duration <= 3600:
         print("twinmesh chaos: --duration must be 2..3600 seconds", file=sys.stderr)
         return 2
@@ -56,6 +59,7 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from ..fleet._launch import FleetError
     from ._harness import run_chaos
     from ._report import chaos_json, chaos_svg, chaos_text
 
@@ -90,9 +94,14 @@ def _run(args: argparse.Namespace) -> int:
             say=print,
             backend=backend,
         )
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, FleetError) as exc:
         print(f"twinmesh chaos: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if backend is not None:
+            # Again, synchronously: a SIGTERM or Ctrl-C that cut the run's own
+            # teardown short must not leave namespaces or nodes behind.
+            backend.down(out / "fleet")
     text = chaos_text(result)
     print(text)
     result.history.save(out / "history.jsonl")
