@@ -3,6 +3,7 @@
     python bench/chaos_bench.py                       # 60 s each, seven scenarios
     python bench/chaos_bench.py --duration 120 wan-split one-way
     python bench/chaos_bench.py --quick               # wan-split for 8 s: proves it runs
+    python bench/chaos_bench.py --netns               # the same on network namespaces (root)
 
 For each scenario: the checkers' verdict, operations (acknowledged, failed,
 unknown and how many of those took effect), and the seconds from the final
@@ -45,7 +46,21 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.3, help="gossip interval, seconds")
     parser.add_argument("--quick", action="store_true", help="wan-split only, 8 s")
     parser.add_argument("--json", help="also write the report here")
+    parser.add_argument(
+        "--netns", action="store_true", help="network namespaces instead of link proxies"
+    )
     args = parser.parse_args()
+    backend = None
+    if args.netns:
+        from twinmesh.node.chaos._backends import NetnsBackend
+        from twinmesh.node.chaos._netns import netns_probe
+
+        probe = netns_probe()
+        if not probe.namespaces:
+            print(f"chaos_bench: --netns: {probe.reason}", file=sys.stderr)
+            return 3
+        print(f"--netns: {probe.reason}")
+        backend = NetnsBackend(netem=probe.netem)
     from twinmesh.node.chaos._harness import run_chaos
     from twinmesh.node.chaos._report import chaos_json
     from twinmesh.sim._scenario import load_scenario
@@ -67,8 +82,10 @@ def main() -> int:
                 directory=Path(tmp) / "fleet",
                 duration=duration,
                 interval=args.interval,
-                command=f"python bench/chaos_bench.py --duration {duration:g} {name}",
+                command=f"python bench/chaos_bench.py --duration {duration:g} {name}"
+                + (" --netns" if args.netns else ""),
                 say=lambda _text: None,
+                backend=backend,
             )
         data = chaos_json(result)
         fig = data["figures"]

@@ -10,6 +10,7 @@ Maelstrom). Events at the same instant run in the order they were scheduled
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -38,14 +39,24 @@ class EventLoop:
         return self._heap[0][0] if self._heap else None
 
     def run_until(
-        self, end: float, stop: Callable[[], bool] | None = None, *, inclusive: bool = True
+        self,
+        end: float,
+        stop: Callable[[], bool] | None = None,
+        *,
+        inclusive: bool = True,
+        max_processed: int | None = None,
     ) -> bool:
         """Process events up to ``end`` (included unless ``inclusive`` is false);
         returns True if ``stop`` became true (checked after each event), False
-        when time ran out."""
+        when time ran out. With ``max_processed``, also stops (returning False,
+        the clock left where the last event put it) once ``processed`` reaches
+        it: the caller's event budget, see ``sim/_budget.py``."""
         heap = self._heap
         pop = heapq.heappop
+        limit = sys.maxsize if max_processed is None else max_processed
         while heap and (heap[0][0] <= end if inclusive else heap[0][0] < end):
+            if self.processed >= limit:
+                return False
             when, _, action, args = pop(heap)
             self.now = when
             action(*args)

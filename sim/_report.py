@@ -67,7 +67,8 @@ def text_report(r: RunResult, *, verbose: bool = False) -> str:
     lines.append(
         f"  time         simulated {_t(r.safety_seconds)} safety + "
         f"{_t(r.liveness_seconds)} liveness; "
-        f"wall {r.wall_seconds:.2f} s ({ratio:,.0f}x real time); {r.events:,} events"
+        f"wall {r.wall_seconds:.2f} s ({ratio:,.0f}x real time); {r.events:,} events "
+        f"(budget {r.event_budget:,})"
     )
     kinds = ", ".join(f"{k} {n}" for k, n in r.writes_by_kind.items())
     lines.append(
@@ -162,6 +163,7 @@ def result_json(r: RunResult) -> dict[str, Any]:
             "liveness_seconds": num(r.liveness_seconds),
             "wall_seconds": num(r.wall_seconds),
             "events": r.events,
+            "event_budget": r.event_budget,
             "writes": r.writes,
             "writes_by_kind": r.writes_by_kind,
             "unavailable": r.unavailable,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,9 +57,11 @@ from twinmesh.sync import (
     MemberInfo,
     SnapshotApplied,
     SyncEngine,
+    decode_message,
     verify_signature,
 )
 
+from ._budget import EventBudget, event_budget, spin_message
 from ._byzantine import FORGED, lie
 from ._checkers import (
     Findings,
@@ -241,6 +244,7 @@ class RunResult:
     swarm_draw: SwarmDraw | None
     events: int
     final_digest: str | None
+    event_budget: int = 0  # sim/_budget.py; reaching it is a liveness failure
 
 
 class Simulation:
@@ -263,6 +267,9 @@ class Simulation:
         if swarm:
             scenario, self.swarm_draw = draw_swarm(scenario, rngs.get("swarm"))
         self.scenario = scenario
+        self.budget: EventBudget = event_budget(scenario)
+        self.spun: str | None = None  # the liveness failure when the budget ran out
+        self._phase_mark: tuple[int, dict[str, int]] = (0, {})
         self.loop = EventLoop()
         self.trace = Trace()
         self.findings = Findings()
@@ -794,7 +801,9 @@ class Simulation:
         self.loop.at((sc.check_every or sc.duration / 10) / 4, self._causal_tick)
         # Events at exactly the end (a fault scheduled to end with the phase)
         # belong to the heal, so the liveness figures see what it healed.
-        self.loop.run_until(sc.duration, inclusive=False)
+        self._mark_phase()
+        self.loop.run_until(sc.duration, inclusive=False, max_processed=self.budget.events)
+        self._check_budget()
 
         # End of safety: every replica against what it has applied.
         for name in self.names:
@@ -829,9 +838,54 @@ class Simulation:
         if self._converged_count == len(self.nodes):
             self._all_converged()
         self._sample_lag()
-        self.loop.run_until(self.heal_at + sc.liveness.timeout, stop=lambda: self._done)
+        self._mark_phase()
+        self.loop.run_until(
+            self.heal_at + sc.liveness.timeout,
+            stop=lambda: self._done,
+            max_processed=self.budget.events,
+        )
+        self._check_budget()
         self._sample_lag()
         return self._finish(wall0, conflicts_at_heal)
+
+    def _mark_phase(self) -> None:
+        self._phase_mark = (
+            self.loop.processed,
+            {n: node.engine.metrics.messages_received for n, node in self.nodes.items()},
+        )
+
+    def _check_budget(self) -> None:
+        """Name what spun if the phase just run stopped on the event budget."""
+        if self.spun is not None or self._done or self.loop.processed < self.budget.events:
+            return
+        events0, received0 = self._phase_mark
+        in_flight: Counter[tuple[str, str, str]] = Counter()
+        arrive = self.network._arrive
+        for _, _, action, args in self.loop._heap:
+            if action == arrive:
+                src, dst, data = args[0], args[1], args[2]
+                try:
+                    message = decode_message(data)
+                except RemoteProtocolError:
+                    kind = "undecodable"
+                else:
+                    kind = type(message).__name__
+                    if getattr(message, "more", False):
+                        kind += "(more)"
+                in_flight[(src, dst, kind)] += 1
+        self.spun = spin_message(
+            self.budget,
+            phase=self.phase,
+            now=self.loop.now,
+            heal_at=self.heal_at,
+            phase_events=self.loop.processed - events0,
+            received={
+                n: node.engine.metrics.messages_received - received0.get(n, 0)
+                for n, node in self.nodes.items()
+            },
+            in_flight=dict(in_flight),
+        )
+        self.trace.record(self.loop.now, "event-budget", self.phase)
 
     def _traffic(self) -> tuple[int, int]:
         """(messages, bytes) the engines have sent so far."""
@@ -852,13 +906,14 @@ class Simulation:
         findings.checked("liveness")
         if self.converged_at is None:
             lagging = {n: self.oracle.lag(n) for n in self.names if self.oracle.lag(n)}
+            after = self.loop.now - self.heal_at if self.spun else sc.liveness.timeout
             findings.fail(
                 "convergence",
-                f"not converged {sc.liveness.timeout:g} s after heal; "
-                f"writes missing per replica: {lagging}",
+                f"not converged {after:g} s after heal; writes missing per replica: {lagging}",
             )
             findings.fail(
-                "liveness", f"no convergence within the {sc.liveness.timeout:g} s timeout"
+                "liveness",
+                self.spun or f"no convergence within the {sc.liveness.timeout:g} s timeout",
             )
         else:
             rounds = (self.converged_at - self.heal_at) / interval
@@ -977,6 +1032,7 @@ class Simulation:
             swarm_draw=self.swarm_draw,
             events=self.loop.processed,
             final_digest=self.final_digest,
+            event_budget=self.budget.events,
         )
 
 

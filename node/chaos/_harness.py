@@ -25,7 +25,7 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,14 @@ import aiohttp
 from twinmesh.sim._faults import FaultRecord
 from twinmesh.sim._scenario import Scenario
 
-from ..fleet import fleet_down, fleet_up
-from ..fleet._launch import READY_TIMEOUT, spawn_node
+from ..fleet._launch import READY_TIMEOUT
+from ._backends import ProxyBackend
 from ._check import Convergence, FieldFinal, NodeFinal, Outcome, check
 from ._history import History
 from ._plan import Plan, compile_plan, round_goal
 from ._workload import COUNTER_FIELD, LOG_FIELD, MAPPED_KINDS, MODEL, Clients, schedule_ops
 
 __all__ = ["ChaosResult", "convergence_bound", "run_chaos"]
-
-HEALED = {"down": False, "delay_ms": 0, "jitter_ms": 0, "loss": 0, "bandwidth_bytes_per_s": None}
 
 
 def convergence_bound(interval: float, nodes: int) -> float:
@@ -90,12 +88,12 @@ class ChaosResult:
 class _Fleet:
     """The running fleet as the harness drives it (fleet.json kept current)."""
 
-    def __init__(self, directory: Path, info: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, info: dict[str, Any], spawn: Any) -> None:
         self.dir = directory
         self.info = info
         self.nodes = {n["name"]: n for n in info["nodes"]}
         self.apis = {n: v["api"] for n, v in self.nodes.items()}
-        self.control = info["proxy"]["control"]
+        self.spawn = spawn  # (node_dir, config, name) -> (process, ready file)
         self.down: set[str] = set()
 
     def _save(self) -> None:
@@ -129,7 +127,7 @@ class _Fleet:
 
     def start(self, name: str) -> None:
         node = self.nodes[name]
-        proc, ready = spawn_node(self.dir / name, Path(node["config"]))
+        proc, ready = self.spawn(self.dir / name, Path(node["config"]), name)
         deadline = time.monotonic() + READY_TIMEOUT
         while not ready.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -144,13 +142,6 @@ class _Fleet:
         text = re.sub(r"(?m)^clock_offset = .*\n", "", path.read_text())
         text = text.replace("[node]\n", f"[node]\nclock_offset = {float(offset)!r}\n", 1)
         path.write_text(text)
-
-
-async def _links(session: aiohttp.ClientSession, control: str, links: Any) -> None:
-    for name, faults in links:
-        async with session.post(f"{control}/links/{name}", json=faults) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"link proxy refused {name}: {await resp.text()}")
 
 
 async def _get(session: aiohttp.ClientSession, url: str, token: str) -> Any:
@@ -220,27 +211,30 @@ async def _run(
     command: str,
     say: Any,
     burst: int = 24,
+    backend: Any = None,
 ) -> ChaosResult:
     wall_start = time.monotonic()
+    backend = backend or ProxyBackend()
     plan = compile_plan(scenario, duration=duration, seed=seed, min_period=4 * interval)
+    plan = replace(plan, mapping=backend.mapping(scenario, plan.mapping))
     sc = plan.scenario
     unmapped = tuple(k for k, v in sc.workload.mix.items() if v and k not in MAPPED_KINDS)
     info = await asyncio.to_thread(
-        fleet_up,
+        backend.up,
         directory,
         plant_names=list(sc.fleet.plants),
         interval=interval,
         seed=seed,
         clock_offsets=plan.initial_offsets,
     )
-    fleet = _Fleet(directory.resolve(), info)
+    fleet = _Fleet(directory.resolve(), info, backend.spawn)
     tokens = info["tokens"]
     viewer = tokens["viewer"]
     entities = [a for p in sc.fleet.plants for a in sc.fleet.assets(p)]
     timeout = aiohttp.ClientTimeout(total=10)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            await _links(session, fleet.control, plan.initial_links.items())
+            await backend.apply(session, plan.initial_links.items())
             for entity in entities:
                 home = entity.split("/", 1)[0]
                 async with session.post(
@@ -302,7 +296,7 @@ async def _run(
                     if delay > 0:
                         await asyncio.sleep(delay)
                     if step.kind == "links":
-                        await _links(session, fleet.control, step.links)
+                        await backend.apply(session, step.links)
                     else:
                         pending.append(asyncio.create_task(process_step(step)))
                         await asyncio.sleep(0)  # let it take its node's lock in order
@@ -322,8 +316,7 @@ async def _run(
                 await runner
             safety = time.monotonic() - t0
             # Final heal: every link restored, every node running.
-            async with session.post(f"{fleet.control}/links", json=HEALED) as resp:
-                resp.raise_for_status()
+            await backend.heal(session)
             for name in sorted(fleet.down):
                 await asyncio.to_thread(fleet.start, name)
                 spans = crashes.get(name)
@@ -360,19 +353,9 @@ async def _run(
                     t_conv = t
                 converged_at[n] = t_conv if converged else None
             finals = await _final_state(session, fleet, viewer, entities)
-            async with session.get(f"{fleet.control}/links") as resp:
-                links = (await resp.json())["links"]
+            stats = await backend.counters(session)
     finally:
-        await asyncio.to_thread(fleet_down, directory)
-    stats = {
-        "connections": sum(link["stats"]["accepted"] for link in links),
-        "refused_down": sum(link["stats"]["refused_down"] for link in links),
-        "reset_by_loss": sum(link["stats"]["reset_by_loss"] for link in links),
-        "cut": sum(link["stats"]["cut"] for link in links),
-        "bytes": sum(
-            link["stats"]["bytes_to_upstream"] + link["stats"]["bytes_to_client"] for link in links
-        ),
-    }
+        await asyncio.to_thread(backend.down, directory)
     outcome = check(
         history,
         finals,
@@ -413,6 +396,7 @@ def run_chaos(
     max_rate: float = 4.0,
     command: str = "",
     say: Any = print,
+    backend: Any = None,
 ) -> ChaosResult:
     """Run ``scenario`` on real processes in ``directory``; see the module docstring."""
     return asyncio.run(
@@ -425,5 +409,6 @@ def run_chaos(
             max_rate=max_rate,
             command=command,
             say=say,
+            backend=backend,
         )
     )

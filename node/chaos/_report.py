@@ -44,6 +44,20 @@ def _writes(r: ChaosResult) -> tuple[int, dict[str, int], int]:
     return sum(ok.values()), dict(sorted(ok.items())), failed
 
 
+def _traffic(stats: dict[str, Any]) -> str:
+    if stats.get("backend") == "netns":
+        return (
+            f"  traffic      {stats['packets']} packets, {stats['bytes'] / 1e6:.2f} MB sent on "
+            f"the namespaces' WAN veths; {stats['cuts']} link cuts (blackhole routes), "
+            f"{stats['cables_pulled']} times a node's WAN veths set down"
+        )
+    return (
+        f"  traffic      {stats['connections']} gossip connections, "
+        f"{stats['bytes'] / 1e6:.2f} MB through the proxies; refused while down "
+        f"{stats['refused_down']}, reset by loss {stats['reset_by_loss']}, cut {stats['cut']}"
+    )
+
+
 def chaos_text(r: ChaosResult) -> str:
     verdict = "PASS" if r.ok else "FAIL"
     writes, kinds, failed = _writes(r)
@@ -52,7 +66,8 @@ def chaos_text(r: ChaosResult) -> str:
         f"twinmesh chaos — {r.scenario.name}, seed {r.seed}, real processes, "
         f"schedule x{r.plan.scale:.3g}: {verdict}",
         f"  fleet        {len(r.plan.nodes)} node processes: {', '.join(r.plan.nodes)}; "
-        f"gossip every {r.interval:g} s; link proxies",
+        f"gossip every {r.interval:g} s; "
+        + ("network namespaces" if r.proxy_stats.get("backend") == "netns" else "link proxies"),
         f"  time         safety {r.safety_seconds:.1f} s real "
         f"({r.scenario.duration / r.plan.scale:.0f} s of scenario time), "
         f"wall {r.wall_seconds:.1f} s",
@@ -61,10 +76,7 @@ def chaos_text(r: ChaosResult) -> str:
         f"({', '.join(f'{k} {v}' for k, v in kinds.items())}); failed {failed}; "
         f"unknown {r.outcome.unknown['total']} (took effect {r.outcome.unknown['took_effect']}, "
         f"did not {r.outcome.unknown['did_not']}; never twice: see unknown-outcomes)",
-        f"  traffic      {r.proxy_stats['connections']} gossip connections, "
-        f"{r.proxy_stats['bytes'] / 1e6:.2f} MB through the proxies; refused while down "
-        f"{r.proxy_stats['refused_down']}, reset by loss {r.proxy_stats['reset_by_loss']}, "
-        f"cut {r.proxy_stats['cut']}",
+        _traffic(r.proxy_stats),
     ]
     final_conflicts = max((len(f.queue) for f in r.finals.values()), default=0)
     resolutions = kinds.get("resolve", 0)
@@ -113,6 +125,7 @@ def chaos_json(r: ChaosResult) -> dict[str, Any]:
     digests = {f.digest for f in r.finals.values()}
     return {
         "mode": "real",
+        "backend": r.proxy_stats.get("backend", "proxy"),
         "scenario": r.scenario.name,
         "scenario_path": r.scenario.path,
         "seed": r.seed,

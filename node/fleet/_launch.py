@@ -330,15 +330,19 @@ def fleet_up(
     return fleet
 
 
-def spawn_node(node_dir: Path, config: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def spawn_node(
+    node_dir: Path, config: Path, prefix: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], Path]:
     """Start ``twinmesh node run`` for one node (its own session, so a
     process-group signal reaches only it); returns the process and the ready
-    file it writes once it serves. Used by ``fleet up`` and by restarts."""
+    file it writes once it serves. Used by ``fleet up`` and by restarts.
+    ``prefix`` runs it through a command that execs it (``ip netns exec NS``)."""
     ready = node_dir / "ready.json"
     ready.unlink(missing_ok=True)
     with open(node_dir / "node.log", "ab") as log:
         proc = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "twinmesh",
