@@ -96,3 +96,44 @@ def test_command_and_lifecycle_tables_refuse_illegal_steps_naming_states() -> No
     with pytest.raises(LifecycleError, match="from in-service to decommissioned"):
         check_transition(State.IN_SERVICE, State.DECOMMISSIONED)
     assert TRANSITIONS[State.DECOMMISSIONED] == frozenset()
+
+
+def test_the_mqtt_device_desk_refuses_late_and_malformed_requests_and_runs_each_id_once() -> None:
+    import json
+
+    from twinmesh.adapters.synthetic._mqtt_publisher import CommandDesk
+
+    applied: list[float] = []
+    now = 1_800_000_000.0
+    desk = CommandDesk(
+        {"p/cmd/set": None},
+        apply=lambda _t, v: applied.append(v) or None,  # type: ignore[func-returns-value]
+        clock=lambda: now,
+    )
+
+    def ask(body: object, topic: str = "p/cmd/set") -> dict[str, object] | None:
+        out = desk.handle(topic, json.dumps(body).encode())
+        if out is None:
+            return None
+        assert out[0] == topic + "/ack"
+        return json.loads(out[1])  # type: ignore[no-any-return]
+
+    fresh = int(now * 1000) + 5000
+    assert ask({"id": "a", "value": 90, "expires": fresh}) == {
+        "id": "a",
+        "accepted": True,
+        "value": 90.0,
+    }
+    # A QoS 1 redelivery gets the same answer and does not act again.
+    assert ask({"id": "a", "value": 90, "expires": fresh})["accepted"] is True  # type: ignore[index]
+    assert applied == [90.0]
+    late = ask({"id": "b", "value": 80, "expires": int(now * 1000) - 1})
+    assert late == {"id": "b", "accepted": False, "reason": "expired before it arrived"}
+    assert ask({"id": "c", "value": "80", "expires": fresh})["reason"] == (  # type: ignore[index]
+        "value must be a finite number"
+    )
+    assert ask({"id": "d", "value": 80})["reason"] == "expires must be epoch milliseconds"  # type: ignore[index]
+    assert ask({"value": 80, "expires": fresh}) is None  # no id: nobody to answer
+    assert desk.handle("p/cmd/set", b"{not json") is None
+    assert ask({"id": "e", "value": 1, "expires": fresh}, topic="other") is None
+    assert applied == [90.0]
