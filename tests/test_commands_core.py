@@ -137,3 +137,29 @@ def test_the_mqtt_device_desk_refuses_late_and_malformed_requests_and_runs_each_
     assert desk.handle("p/cmd/set", b"{not json") is None
     assert ask({"id": "e", "value": 1, "expires": fresh}, topic="other") is None
     assert applied == [90.0]
+
+
+def test_next_maintenance_date_holds_the_sooner_date_whoever_wrote_first() -> None:
+    """Two plants plan the next maintenance concurrently: until a reviewer settles
+    it, the sooner date stands (``min``), not the one written first (``earliest``
+    by hybrid time), so a split can never silently postpone maintenance."""
+    from twinmesh.crdt import Dot, HybridTime, Policy
+    from twinmesh.crdt._mvregister import Sibling
+    from twinmesh.crdt._policy import provisional
+    from twinmesh.node._models import load_schemas
+
+    (spec,) = {
+        s.fields["nextMaintenanceDate"]
+        for s in load_schemas().values()
+        if "nextMaintenanceDate" in s.fields
+    }
+    assert spec.policy is Policy.MIN
+    later_date_written_first = Sibling(
+        value="2027-03-01", dot=Dot("plant-a", 4), author="a", time=HybridTime(1000)
+    )
+    sooner_date_written_after = Sibling(
+        value="2027-02-15", dot=Dot("central", 9), author="c", time=HybridTime(2000)
+    )
+    a, b = later_date_written_first, sooner_date_written_after
+    assert provisional([a, b], spec, home="plant-a").value == "2027-02-15"
+    assert provisional([b, a], spec, home="central").value == "2027-02-15"

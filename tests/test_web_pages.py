@@ -360,7 +360,11 @@ def test_resolve_a_conflict_in_the_browser_reaches_every_node(fleet: Fleet, brow
     page.click(f"a[href*='{urllib.parse.quote(entity, safe='')}'].button")
     page.wait_for_selector("form.resolve")
     assert page.locator("article.sibling").count() == 2
-    assert "earliest" in page.inner_text("main")
+    # Provisional meanwhile: the sooner date (policy min), though it was written last.
+    main = page.inner_text("main")
+    assert "min" in main and "2027-02-15" in main
+    conflict = fleet.ok("central", "GET", f"/v1/conflict?entity={entity}&field=nextMaintenanceDate")
+    assert conflict["provisional"]["value"] == "2027-02-15"
     shot(page, "conflict")
     page.check("input[name=choice][value=custom]")
     page.fill("input[name=custom]", "2027-02-20")
