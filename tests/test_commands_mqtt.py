@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -89,6 +91,34 @@ def wait_state(fleet: Fleet, node: str, cid: str, state: str, timeout: float = 4
 def divergence_alerts(fleet: Fleet, node: str) -> list[dict[str, Any]]:
     alerts = fleet.ok(node, "GET", f"/v1/alerts?entity={urllib.parse.quote(PUMP)}")["alerts"]
     return [a for a in alerts if str(a.get("key", "")).startswith("divergence:")]
+
+
+SHOTS = Path(os.environ.get("TWINMESH_SCREENSHOTS", Path(__file__).parent.parent / "screenshots"))
+
+
+def screenshots(fleet: Fleet, pages: dict[str, str]) -> None:
+    """Screenshots of pages at plant-a for a person to look at (needs the OS chromium)."""
+    if not os.path.exists("/usr/bin/chromium"):
+        return
+    sync_api = pytest.importorskip("playwright.sync_api")
+    base = fleet.nodes["plant-a"]["api"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.goto(base + "/ui/login")
+            page.fill("#token", fleet.tokens["operator"])
+            page.click("button[type=submit]")
+            page.wait_for_url("**/ui/fleet")
+            for name, path in pages.items():
+                page.goto(base + path)
+                page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        finally:
+            browser.close()
 
 
 def override_at_the_machine(port: int, topic: str, value: float) -> None:
@@ -174,6 +204,14 @@ def test_mqtt_command_is_acknowledged_confirmed_and_divergence_is_an_alert(
         lambda: any(a["id"] == alert["id"] for a in divergence_alerts(fleet, "central")),
         30,
         what="the alert to replicate to central",
+    )
+    q = urllib.parse.quote(PUMP)
+    screenshots(
+        fleet,
+        {
+            "asset-pump-diverged": f"/ui/asset?id={q}&series=flowRate&window=5m",
+            "alerts-divergence": "/ui/alerts",
+        },
     )
     # Put back at the machine: the alert clears by itself.
     override_at_the_machine(port, topic, 95.0)

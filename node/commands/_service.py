@@ -582,7 +582,7 @@ class CommandService:
                 )
                 continue
             # Durable before the device is touched: a crash now can never send it twice.
-            await self._outcome(record, S.EXECUTING, f"written to {adapter.name}")
+            await self._outcome(record, S.EXECUTING, f"sending through {adapter.name}")
             self._executing[record.id] = _Executing(started=now, record=record, spec=spec)
             try:
                 said = await adapter.send_command(
