@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_UNS_RULE",
     "CommandBinding",
     "MappingError",
+    "MqttCommandBinding",
     "NodeBinding",
     "OpcUaMapping",
     "TopicMapping",
@@ -170,16 +171,52 @@ DEFAULT_UNS_RULE = TopicRule(
 )
 
 
-class TopicMapping:
-    """Ordered topic rules plus the optional unified-namespace default."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttCommandBinding:
+    """Where the home plant publishes a twin's command over MQTT, and hears back.
 
-    def __init__(self, rules: Sequence[TopicRule] = (), *, uns_default: bool = True) -> None:
+    The request goes to ``topic``; the device answers on ``topic + "/ack"``
+    (``reply_topic``). Both are plain topics (no wildcards): one device, one command.
+    """
+
+    topic: str
+    entity: str
+    command: str
+
+    def __post_init__(self) -> None:
+        if any(c in self.topic for c in "+#{}") or not all(self.topic.split("/")):
+            raise MappingError(
+                f"command topic {self.topic!r}: a plain topic (no wildcards, no empty level)"
+            )
+
+    @property
+    def reply_topic(self) -> str:
+        return self.topic + "/ack"
+
+
+class TopicMapping:
+    """Ordered topic rules plus the optional unified-namespace default, and the
+    topics commands go out on (``[[command]]``)."""
+
+    def __init__(
+        self,
+        rules: Sequence[TopicRule] = (),
+        *,
+        uns_default: bool = True,
+        commands: Sequence[MqttCommandBinding] = (),
+    ) -> None:
         self.rules: tuple[TopicRule, ...] = tuple(rules) + (
             (DEFAULT_UNS_RULE,) if uns_default else ()
         )
         if not self.rules:
             raise MappingError("a topic mapping needs at least one rule or the UNS default")
         self._cache: dict[str, TopicTarget | None] = {}
+        self.commands: tuple[MqttCommandBinding, ...] = tuple(commands)
+        seen: set[tuple[str, str]] = set()
+        for c in self.commands:
+            if (c.entity, c.command) in seen:
+                raise MappingError(f"command {c.entity} {c.command} is bound twice")
+            seen.add((c.entity, c.command))
 
     @property
     def subscription_filters(self) -> tuple[str, ...]:
@@ -200,8 +237,9 @@ class TopicMapping:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TopicMapping:
-        """``{"uns_default": bool, "rule": [{"topic", "entity", "telemetry", "unit"?}]}``."""
-        _only(data, ("rule", "uns_default"), "")
+        """``{"uns_default": bool, "rule": [{"topic", "entity", "telemetry", "unit"?}],
+        "command": [{"topic", "entity", "command"}]}``."""
+        _only(data, ("rule", "uns_default", "command"), "")
         rules = []
         for i, raw in enumerate(_list_of_tables(data, "rule")):
             _only(raw, ("topic", "entity", "telemetry", "unit"), f"rule[{i}]")
@@ -219,7 +257,20 @@ class TopicMapping:
         uns = data.get("uns_default", True)
         if not isinstance(uns, bool):
             raise MappingError("uns_default must be true or false")
-        return cls(rules, uns_default=uns)
+        commands = []
+        for i, raw in enumerate(_list_of_tables(data, "command")):
+            _only(raw, ("topic", "entity", "command"), f"command[{i}]")
+            try:
+                commands.append(
+                    MqttCommandBinding(
+                        topic=_str(raw, "topic"),
+                        entity=_str(raw, "entity"),
+                        command=_str(raw, "command"),
+                    )
+                )
+            except MappingError as exc:
+                raise MappingError(f"command[{i}]: {exc.reason}") from None
+        return cls(rules, uns_default=uns, commands=commands)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

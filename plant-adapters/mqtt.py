@@ -34,6 +34,21 @@ once ``max_inflight_messages`` (3.1.1, broker side) or our Receive Maximum
 (MQTT 5 §3.1.2.11.3) messages are unacknowledged, so a slow disk slows the
 broker instead of filling our memory.
 
+Commands
+--------
+A ``[[command]]`` binding in the topic mapping makes the adapter the home
+plant's way to a device's command: :meth:`MqttAdapter.send_command`
+publishes ``{"id", "value", "expires"}`` (QoS 1, not retained) to the
+command topic and waits for the device's answer on ``<topic>/ack``,
+``{"id", "accepted", "reason"?}``, correlated by ``id`` (the pattern of MQTT
+5 request/response, §4.10, spelled in the payload so 3.1.1 devices can
+answer). ``expires`` (epoch ms) is at most the acknowledgement timeout
+away: a request the broker delivers late, after we have given up on it, is
+ignored by the device instead of firing when nobody is waiting for it. No
+answer within the timeout, or an answer with ``accepted`` false, is an
+exception the command path records as a failed command. Whether the machine
+then *does* what it accepted is for its telemetry to show.
+
 Payloads
 --------
 JSON ``{"value": 1.5, "timestamp": "2026-05-10T08:00:00Z" | 1778400000000,
@@ -65,10 +80,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ._base import Adapter, BackoffPolicy, Reject, Sink
-from ._mapping import TopicMapping
+from ._mapping import MqttCommandBinding, TopicMapping
 from ._sample import Provenance, Quality, Sample, SampleIds, Value, new_sample
 
 __all__ = [
+    "CommandRefused",
     "Decoded",
     "MqttAdapter",
     "MqttConfig",
@@ -96,6 +112,14 @@ class PayloadError(ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class CommandRefused(Exception):
+    """The device answered a command with ``accepted: false``; ``reason`` is its word."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,6 +293,9 @@ class MqttAdapter(Adapter):
         self.acked = 0  # QoS 1 messages acknowledged after their commit
         self._provenance: dict[str, Provenance] = {}
         self._sample_ids: dict[str, SampleIds] = {}  # make_sample_id per topic, prefix hashed
+        self._live: aiomqtt.Client | None = None  # the connected session's client, for commands
+        self._replies = {c.reply_topic: c for c in config.mapping.commands}
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}  # command id -> answer
 
     def _details(self) -> dict[str, str]:
         c = self.config
@@ -309,6 +336,7 @@ class MqttAdapter(Adapter):
         c = self.config
         async with client:
             filters: list[tuple[str, int]] = [(f, c.qos) for f in c.mapping.subscription_filters]
+            filters += [(t, 1) for t in self._replies]
             granted: Sequence[int | ReasonCode] = await client.subscribe(filters)
             for (topic, _), g in zip(filters, granted, strict=True):
                 code = g if isinstance(g, int) else g.value
@@ -317,14 +345,21 @@ class MqttAdapter(Adapter):
                 if code < c.qos:
                     _log.warning("adapter %s: %r granted QoS %d only", self.name, topic, code)
             await self._connected()
-            messages = client.messages
-            async for first in messages:
-                batch = [first]
-                # Take what is already queued, without waiting: batches grow with
-                # load and a lone message is not held back for company.
-                while len(batch) < c.max_batch and len(messages) > 0:
-                    batch.append(await anext(messages))
-                await _finish_even_if_cancelled(self._commit_then_ack(sink, batch, ack))
+            self._live = client
+            try:
+                messages = client.messages
+                async for first in messages:
+                    batch = [first]
+                    # Take what is already queued, without waiting: batches grow with
+                    # load and a lone message is not held back for company.
+                    while len(batch) < c.max_batch and len(messages) > 0:
+                        batch.append(await anext(messages))
+                    await _finish_even_if_cancelled(self._commit_then_ack(sink, batch, ack))
+            finally:
+                self._live = None
+                for waiter in self._waiting.values():
+                    if not waiter.done():
+                        waiter.set_exception(ConnectionError("the broker connection was lost"))
 
     async def _commit_then_ack(
         self,
@@ -332,13 +367,97 @@ class MqttAdapter(Adapter):
         batch: Sequence[aiomqtt.Message],
         ack: Callable[[int, int], object] | None,
     ) -> None:
-        samples, rejects = self._decode_batch(batch)
+        if self._replies:
+            for m in batch:
+                if m.topic.value in self._replies:
+                    self._on_reply(m)
+            batch_in = [m for m in batch if m.topic.value not in self._replies]
+        else:
+            batch_in = list(batch)
+        samples, rejects = self._decode_batch(batch_in)
         await self._deliver(sink, samples, rejects)
         if ack is not None:
             for m in batch:  # in arrival order (MQTT 3.1.1 §4.6)
                 if m.qos > 0:
                     ack(m.mid, m.qos)
             self.acked += len(batch)
+
+    # -- commands --------------------------------------------------------------------
+
+    def _command_binding(self, entity: str, command: str) -> MqttCommandBinding | None:
+        for binding in self.config.mapping.commands:
+            if binding.entity == entity and binding.command == command:
+                return binding
+        return None
+
+    def command_node(self, entity: str, command: str) -> str | None:
+        """The topic this adapter publishes ``command`` of ``entity`` to, if it sends it."""
+        binding = self._command_binding(entity, command)
+        return None if binding is None else binding.topic
+
+    async def send_command(
+        self,
+        entity: str,
+        command: str,
+        value: float,
+        *,
+        command_id: str,
+        expires_ms: int | None = None,
+    ) -> str:
+        """Publish a command and wait for the device's acknowledgement (see the
+        module docstring); returns what the device said. Never queued or retried:
+        a command that cannot be delivered now is the caller's to fail."""
+        binding = self._command_binding(entity, command)
+        if binding is None:
+            raise LookupError(f"adapter {self.name} has no [[command]] for {entity} {command}")
+        client = self._live
+        if client is None:
+            raise ConnectionError(f"adapter {self.name} is not connected to the broker")
+        if command_id in self._waiting:
+            raise RuntimeError(f"command {command_id} is already waiting for its answer")
+        timeout = self.config.timeout
+        deadline_ms = int((self._now() + timeout) * 1000)
+        body = {
+            "id": command_id,
+            "value": float(value),
+            "expires": deadline_ms if expires_ms is None else min(expires_ms, deadline_ms),
+        }
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[command_id] = waiter
+        try:
+            async with asyncio.timeout(timeout):
+                await client.publish(
+                    binding.topic, json.dumps(body, allow_nan=False).encode(), qos=1
+                )
+                answer = await waiter
+        except TimeoutError:
+            raise TimeoutError(
+                f"no acknowledgement on {binding.reply_topic} within {timeout:g} s"
+            ) from None
+        finally:
+            self._waiting.pop(command_id, None)
+        if answer.get("accepted") is not True:
+            reason = answer.get("reason")
+            raise CommandRefused(
+                f"the device refused it: {reason}" if isinstance(reason, str) else "refused"
+            )
+        return f"acknowledged by the device on {binding.reply_topic}"
+
+    def _on_reply(self, m: aiomqtt.Message) -> None:
+        """A device's answer: wake whoever waits for that id; anything else (a
+        stale or malformed answer, one for a command we gave up on) is logged."""
+        payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+        try:
+            answer = json.loads(payload[: self.config.max_payload])
+        except (ValueError, RecursionError):
+            answer = None
+        cid = answer.get("id") if isinstance(answer, dict) else None
+        waiter = self._waiting.get(cid) if isinstance(cid, str) else None
+        if waiter is None or waiter.done():
+            _log.info("adapter %s: unexpected answer on %s ignored", self.name, m.topic.value)
+            return
+        assert isinstance(answer, dict)
+        waiter.set_result(answer)
 
     def _provenance_of(self, topic: str) -> Provenance:
         # Shared per topic: one frozen object instead of one per sample.

@@ -320,10 +320,20 @@ class OpcUaAdapter(Adapter):
                 return binding.node_id
         return None
 
-    async def send_command(self, entity: str, command: str, value: float) -> None:
+    async def send_command(
+        self,
+        entity: str,
+        command: str,
+        value: float,
+        *,
+        command_id: str | None = None,
+        expires_ms: int | None = None,
+    ) -> str:
         """Write a command's value to its node (OPC UA Part 4 §5.10.4 Write) in the
         current session; ``ConnectionError`` when there is none (never queued: a
-        command that cannot be sent now is the caller's to fail, not ours to replay)."""
+        command that cannot be sent now is the caller's to fail, not ours to replay).
+        The Write's Good status is the device's acknowledgement; ``command_id`` and
+        ``expires_ms`` (which a Write cannot carry) are for adapters that can."""
         node_id = self.command_node(entity, command)
         if node_id is None:
             raise LookupError(f"adapter {self.name} has no [[command]] for {entity} {command}")
@@ -334,6 +344,7 @@ class OpcUaAdapter(Adapter):
             await client.get_node(node_id).write_value(
                 ua.DataValue(ua.Variant(float(value), ua.VariantType.Double))
             )
+        return f"written to {node_id} (status Good)"
 
     async def _session(self, sink: Sink) -> None:
         c = self.config

@@ -17,6 +17,7 @@ so the broker redelivers them; TLS with username/password.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -349,3 +350,71 @@ def test_tls_and_password(broker_kind: str, tmp_path: Path) -> None:
     users = {"node-a": "s3cret", "plc": "plc-pw"}
     with make_mqtt_broker(broker_kind, tmp_path / "mq", tls=(ca, cert, key), users=users) as b:
         run(body(b))
+
+
+def test_commands_go_out_and_the_device_answer_comes_back(
+    broker: MqttBroker, tmp_path: Path
+) -> None:
+    """The node side (MqttAdapter.send_command) against the synthetic plant's device
+    side (MqttPublisher + CommandDesk) through a real broker: accepted, refused by
+    the device with its reason, and no answer at all (a device that is gone)."""
+    from twinmesh.adapters import MqttCommandBinding
+    from twinmesh.adapters.mqtt import CommandRefused
+    from twinmesh.adapters.synthetic._config import MqttSettings
+    from twinmesh.adapters.synthetic._mqtt_publisher import CommandDesk, MqttPublisher
+
+    topic, silent = f"{UNS}/cmd/setFlowSetpoint", "plant-a/area-1/line-1/cell-1/gone/cmd/x"
+    applied: list[float] = []
+
+    def apply(_topic: str, value: float) -> str | None:
+        if value > 140:
+            return "beyond what this drive can hold"
+        applied.append(value)
+        return None
+
+    async def body() -> None:
+        desk = CommandDesk({topic: None}, apply=apply, clock=time.time)
+        device = MqttPublisher(
+            MqttSettings(port=broker.port, client_id="device"),
+            rng=random.Random(1),
+            backoff=FAST,
+            commands=desk,
+        )
+        device_task = asyncio.create_task(device.run())
+        mapping = TopicMapping(
+            commands=[
+                MqttCommandBinding(topic=topic, entity=PUMP, command="setFlowSetpoint"),
+                MqttCommandBinding(topic=silent, entity=PUMP, command="x"),
+            ]
+        )
+        try:
+            async with await TelemetryBuffer.open(tmp_path / "t.db") as buf:
+                pipe = IngestPipeline(buf, QualityChecker({}))
+                async with running(adapter(broker.port, mapping=mapping, timeout=2), pipe) as a:
+                    assert a.command_node(PUMP, "setFlowSetpoint") == topic
+                    assert a.command_node(PUMP, "other") is None
+                    # The device subscribes once connected; until then nothing answers.
+                    said = ""
+                    for _ in range(20):
+                        try:
+                            said = await a.send_command(
+                                PUMP, "setFlowSetpoint", 90.0, command_id=f"c{_}"
+                            )
+                            break
+                        except TimeoutError:
+                            continue
+                    assert said.startswith("acknowledged by the device") and applied == [90.0]
+                    with pytest.raises(CommandRefused, match="beyond what this drive"):
+                        await a.send_command(PUMP, "setFlowSetpoint", 145.0, command_id="r1")
+                    with pytest.raises(TimeoutError, match=f"no acknowledgement on {silent}/ack"):
+                        await a.send_command(PUMP, "x", 1.0, command_id="s1")
+                    with pytest.raises(LookupError):
+                        await a.send_command(PUMP, "other", 1.0, command_id="l1")
+                    assert applied == [90.0] and desk.applied == 1
+        finally:
+            await device.close(drain=1.0)
+            device_task.cancel()
+            with contextlib.suppress(BaseException):
+                await device_task
+
+    asyncio.run(body())

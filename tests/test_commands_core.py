@@ -96,3 +96,70 @@ def test_command_and_lifecycle_tables_refuse_illegal_steps_naming_states() -> No
     with pytest.raises(LifecycleError, match="from in-service to decommissioned"):
         check_transition(State.IN_SERVICE, State.DECOMMISSIONED)
     assert TRANSITIONS[State.DECOMMISSIONED] == frozenset()
+
+
+def test_the_mqtt_device_desk_refuses_late_and_malformed_requests_and_runs_each_id_once() -> None:
+    import json
+
+    from twinmesh.adapters.synthetic._mqtt_publisher import CommandDesk
+
+    applied: list[float] = []
+    now = 1_800_000_000.0
+    desk = CommandDesk(
+        {"p/cmd/set": None},
+        apply=lambda _t, v: applied.append(v) or None,  # type: ignore[func-returns-value]
+        clock=lambda: now,
+    )
+
+    def ask(body: object, topic: str = "p/cmd/set") -> dict[str, object] | None:
+        out = desk.handle(topic, json.dumps(body).encode())
+        if out is None:
+            return None
+        assert out[0] == topic + "/ack"
+        return json.loads(out[1])  # type: ignore[no-any-return]
+
+    fresh = int(now * 1000) + 5000
+    assert ask({"id": "a", "value": 90, "expires": fresh}) == {
+        "id": "a",
+        "accepted": True,
+        "value": 90.0,
+    }
+    # A QoS 1 redelivery gets the same answer and does not act again.
+    assert ask({"id": "a", "value": 90, "expires": fresh})["accepted"] is True  # type: ignore[index]
+    assert applied == [90.0]
+    late = ask({"id": "b", "value": 80, "expires": int(now * 1000) - 1})
+    assert late == {"id": "b", "accepted": False, "reason": "expired before it arrived"}
+    assert ask({"id": "c", "value": "80", "expires": fresh})["reason"] == (  # type: ignore[index]
+        "value must be a finite number"
+    )
+    assert ask({"id": "d", "value": 80})["reason"] == "expires must be epoch milliseconds"  # type: ignore[index]
+    assert ask({"value": 80, "expires": fresh}) is None  # no id: nobody to answer
+    assert desk.handle("p/cmd/set", b"{not json") is None
+    assert ask({"id": "e", "value": 1, "expires": fresh}, topic="other") is None
+    assert applied == [90.0]
+
+
+def test_next_maintenance_date_holds_the_sooner_date_whoever_wrote_first() -> None:
+    """Two plants plan the next maintenance concurrently: until a reviewer settles
+    it, the sooner date stands (``min``), not the one written first (``earliest``
+    by hybrid time), so a split can never silently postpone maintenance."""
+    from twinmesh.crdt import Dot, HybridTime, Policy
+    from twinmesh.crdt._mvregister import Sibling
+    from twinmesh.crdt._policy import provisional
+    from twinmesh.node._models import load_schemas
+
+    (spec,) = {
+        s.fields["nextMaintenanceDate"]
+        for s in load_schemas().values()
+        if "nextMaintenanceDate" in s.fields
+    }
+    assert spec.policy is Policy.MIN
+    later_date_written_first = Sibling(
+        value="2027-03-01", dot=Dot("plant-a", 4), author="a", time=HybridTime(1000)
+    )
+    sooner_date_written_after = Sibling(
+        value="2027-02-15", dot=Dot("central", 9), author="c", time=HybridTime(2000)
+    )
+    a, b = later_date_written_first, sooner_date_written_after
+    assert provisional([a, b], spec, home="plant-a").value == "2027-02-15"
+    assert provisional([b, a], spec, home="central").value == "2027-02-15"

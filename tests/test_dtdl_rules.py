@@ -42,6 +42,16 @@ def tel(name: str = "t", schema: Any = "double", /, **extra: Any) -> dict[str, A
     return {"@type": "Telemetry", "name": name, "schema": schema, **extra}
 
 
+def setpoint(**extra: Any) -> dict[str, Any]:
+    """A Command co-typed twinmesh ``Setpoint`` (the command path's safety lives here)."""
+    return {
+        "@type": ["Command", "Setpoint"],
+        "name": "go",
+        "request": {"name": "v", "schema": "double"},
+        **extra,
+    }
+
+
 def rules(result: ParseResult) -> list[tuple[str, str]]:
     return [(e.rule, e.path) for e in result.errors]
 
@@ -419,6 +429,49 @@ CASES: list[tuple[str, Any, str, str]] = [
         'contents[0] (name "a") / annotates',
     ),
     ("bad-language-tag", interface(description={"e n": "x"}), "property.type", "description"),
+    ("setpoint-no-confirm", interface(setpoint()), "property.missing", "confirmedBy"),
+    (
+        "setpoint-confirm-target",
+        interface(tel("label", "string"), setpoint(confirmedBy="label")),
+        "twinmesh.setpoint",
+        'contents[1] (name "go") / confirmedBy',
+    ),
+    (
+        "setpoint-confirm-ghost",
+        interface(setpoint(confirmedBy="ghost")),
+        "twinmesh.setpoint",
+        "confirmedBy",
+    ),
+    (
+        "setpoint-rate",
+        interface(tel("s"), setpoint(confirmedBy="s", maxRate=0)),
+        "twinmesh.setpoint",
+        "maxRate",
+    ),
+    (
+        "setpoint-high-risk",
+        interface(tel("s"), setpoint(confirmedBy="s", highRisk="yes")),
+        "twinmesh.setpoint",
+        "highRisk",
+    ),
+    (
+        "setpoint-envelope",
+        interface(tel("s"), setpoint(confirmedBy="s", minValue=5, maxValue=1)),
+        "twinmesh.setpoint",
+        "maxValue",
+    ),
+    (
+        "setpoint-request",
+        interface(tel("s"), setpoint(confirmedBy="s", request={"name": "v", "schema": "string"})),
+        "twinmesh.setpoint",
+        "request",
+    ),
+    (
+        "setpoint-placement",
+        interface(tel("s", **{"@type": ["Telemetry", "Setpoint"]}, confirmedBy="s")),
+        "type.placement",
+        "@type",
+    ),
 ]
 
 
@@ -617,3 +670,17 @@ def test_context_order_rules(mutate: Callable[[dict[str, Any]], None], rule: str
     doc = interface(prop())
     mutate(doc)
     assert rule in {r for r, _ in rules(parse_model(doc))}
+
+
+def test_a_setpoint_command_carries_its_safety_in_the_model() -> None:
+    result = parse_model(
+        interface(
+            tel("s", **{"@type": ["Telemetry", "ExpectedRange"]}, minValue=0, maxValue=10),
+            setpoint(confirmedBy="s", maxRate=2, highRiskAbove=8, tolerance=0.5),
+        )
+    )
+    assert result.ok, result.errors
+    (command,) = result.models[0].commands
+    assert command.setpoint is not None
+    assert (command.setpoint.confirmed_by, command.setpoint.max_rate) == ("s", 2.0)
+    assert command.setpoint.high_risk_above == 8.0 and not command.setpoint.high_risk

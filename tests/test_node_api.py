@@ -68,7 +68,7 @@ def test_stale_context_creates_a_conflict_fresh_context_overwrites(fleet: Fleet)
         "plant-a", "GET", f"/v1/conflict?entity={quote(entity)}&field={FIELD}", role="viewer"
     )
     assert sorted(s["value"] for s in conflict["siblings"]) == ["2027-03-01", "2027-04-01"]
-    assert after["value"] == "2027-03-01"  # provisional value by the 'earliest' policy
+    assert after["value"] == "2027-03-01"  # provisional: the sooner date (policy min)
 
     fresh = after["context"]
     third = fleet.put_field("plant-a", entity, FIELD, "2027-05-01", fresh)
@@ -356,7 +356,7 @@ def test_fleet_view_shows_members_reachability_lag_and_a_split(fleet: Fleet) -> 
 def test_models_endpoint_lists_the_pump(fleet: Fleet) -> None:
     """``/v1/models`` shows the pump's shared maintenance date and its policy."""
     models = fleet.ok("central", "GET", "/v1/models", role="viewer")["models"]
-    assert models[PUMP][FIELD] == {"kind": "shared", "type": "date", "policy": "earliest"}
+    assert models[PUMP][FIELD] == {"kind": "shared", "type": "date", "policy": "min"}
 
 
 def test_only_admins_manage_members(fleet: Fleet) -> None:

@@ -53,7 +53,7 @@ def test_newcomer_flow_split_conflict_resolve_everywhere(tmp_path: Path) -> None
         assert len(conflicts) == 1
         conflict = conflicts[0]
         assert (conflict["entity"], conflict["field"]) == (ENTITY, FIELD)
-        assert conflict["policy"] == "earliest"
+        assert conflict["policy"] == "min"
         assert conflict["home"] == "plant-a"
         by_origin = {s["origin"]: s for s in conflict["siblings"]}
         assert set(by_origin) == {"plant-a", "plant-b"}
@@ -61,7 +61,7 @@ def test_newcomer_flow_split_conflict_resolve_everywhere(tmp_path: Path) -> None
         assert by_origin["plant-a"]["author"] == "alice-at-plant-a"
         assert by_origin["plant-b"]["value"] == "2026-06-15"
         assert by_origin["plant-b"]["author"] == "bob-at-plant-b"
-        assert conflict["provisional"]["value"] == "2026-05-10"  # the earliest
+        assert conflict["provisional"]["value"] == "2026-05-10"  # the sooner date
         for node in fleet.names:
             field = fleet.entity(node, ENTITY)["fields"][FIELD]
             assert (field["conflict"], field["value"]) == (True, "2026-05-10")

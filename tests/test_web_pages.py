@@ -97,7 +97,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     config.write_text(PLANT.format(port=free_port()))
     plant = Plant(config)
     try:
-        telemetry = {"plant-a": Path(plant.ready["files"]["node_telemetry"])}
+        # Ingestion and co-simulation of the motor (node-cosim.toml): the asset page's
+        # chart has the physics' expected series beside the observed one.
+        files = plant.ready["files"]
+        extra = base / "node-extra.toml"
+        extra.write_text(
+            Path(files["node_telemetry"]).read_text() + "\n" + Path(files["node_cosim"]).read_text()
+        )
+        telemetry = {"plant-a": extra}
         with running_fleet(base / "fleet", plants=2, telemetry=telemetry) as f:
             yield f
     finally:
@@ -353,7 +360,11 @@ def test_resolve_a_conflict_in_the_browser_reaches_every_node(fleet: Fleet, brow
     page.click(f"a[href*='{urllib.parse.quote(entity, safe='')}'].button")
     page.wait_for_selector("form.resolve")
     assert page.locator("article.sibling").count() == 2
-    assert "earliest" in page.inner_text("main")
+    # Provisional meanwhile: the sooner date (policy min), though it was written last.
+    main = page.inner_text("main")
+    assert "min" in main and "2027-02-15" in main
+    conflict = fleet.ok("central", "GET", f"/v1/conflict?entity={entity}&field=nextMaintenanceDate")
+    assert conflict["provisional"]["value"] == "2027-02-15"
     shot(page, "conflict")
     page.check("input[name=choice][value=custom]")
     page.fill("input[name=custom]", "2027-02-20")
@@ -399,6 +410,29 @@ def test_asset_page_has_a_chart_and_every_page_renders(fleet: Fleet, browser: An
     assert len(line.get_attribute("points").split()) >= 20
     assert "speed" in page.inner_text("#telemetry")
     shot(page, "asset-motor")
+    # The co-simulated expectation, dashed beside the observation, and its residual.
+    wait_until(
+        lambda: (
+            len(
+                fleet.ok(
+                    "plant-a",
+                    "GET",
+                    f"/v1/telemetry/samples?entity={MOTOR}&name=windingTemperature.expected"
+                    "&limit=50",
+                )["samples"]
+            )
+            >= 20
+        ),
+        40,
+        what="the motor's co-simulated winding temperature",
+    )
+    page.goto(f"{base}/ui/asset?id={urllib.parse.quote(MOTOR)}&series=windingTemperature&window=5m")
+    assert page.locator("svg#chart-main polyline.expected").count() == 1
+    assert page.locator("svg#chart-residual").count() == 1
+    assert "running" in page.inner_text("#cosim-summary")
+    shot(page, "asset-motor-cosim")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#telemetry").screenshot(path=str(SHOTS / "asset-motor-cosim-telemetry.png"))
     # Keyboard: the chart controls and the lifecycle form are reachable by Tab.
     page.focus("select[name=series]")
     page.keyboard.press("Tab")

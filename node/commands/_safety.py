@@ -1,44 +1,24 @@
 """What a command may do: its envelope, its rate limit, whether it is high risk.
 
-A ``CommandSpec`` joins the DTDL Command (name, request schema and unit) with
-the telemetry that confirms it and a safety table (``command-safety.toml``
-beside the plant models): the envelope is the confirming telemetry's
-``ExpectedRange`` unless the table narrows it. DTDL v3 has no place for a rate
-limit or a risk class on a Command, and the twinmesh extension has no Command
-co-type yet, so those live in the table, keyed by model and command — never by
+A ``CommandSpec`` is read from the model and nowhere else: a DTDL Command
+co-typed ``Setpoint`` (the twinmesh extension, docs/dtdl-extension.md) names
+the telemetry that confirms it (``confirmedBy``) and carries its envelope
+(``minValue``/``maxValue``, else the confirming telemetry's ``ExpectedRange``),
+its rate limit (``maxRate``) and its risk class (``highRisk``,
+``highRiskAbove``). There is deliberately no per-plant file that could widen
+them: whoever audits what a command may do reads one model. Never keyed by
 asset. Every refusal is a sentence a plant engineer can act on.
 """
 
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from ..dtdl import ModelRegistry, PrimitiveSchema, Telemetry, unit_symbol
+from ..dtdl import ModelRegistry, Telemetry, unit_symbol
 from ._record import CommandError
 
 __all__ = ["CommandSpec", "check_request", "load_specs"]
-
-_ROOT = Path(__file__).resolve().parent.parent.parent
-SAFETY_FILE = _ROOT / "adapters" / "synthetic" / "command-safety.toml"
-if not SAFETY_FILE.is_file():
-    SAFETY_FILE = _ROOT / "plant-adapters" / "synthetic" / "command-safety.toml"
-
-_KEYS = {
-    "command",
-    "confirm",
-    "tolerance",
-    "minimum",
-    "maximum",
-    "max_rate",
-    "high_risk",
-    "high_risk_above",
-    "confirm_timeout",
-    "divergence_grace",
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,70 +64,51 @@ def check_request(
             )
 
 
-def _num(table: dict[str, Any], key: str, where: str, default: Any = None) -> Any:
-    value = table.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CommandError(f"{where}.{key}: expected a number, found {value!r}")
-    return float(value)
+def load_specs(registry: ModelRegistry) -> dict[tuple[str, str], CommandSpec]:
+    """Every (model, command) whose model marks the command ``Setpoint``.
 
-
-def load_specs(
-    registry: ModelRegistry, path: Path = SAFETY_FILE
-) -> dict[tuple[str, str], CommandSpec]:
-    """Every (model, command) the safety table covers and the model defines."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise CommandError(f"{path}: {exc}") from None
+    Inherited commands count for each model that inherits them. The validator
+    (parser and linker) has already checked the properties' types and that
+    ``confirmedBy`` names a numeric Telemetry; what is left to refuse here is an
+    envelope neither the command nor its telemetry bounds."""
     specs: dict[tuple[str, str], CommandSpec] = {}
-    for model, entries in raw.items():
-        if not isinstance(entries, list):
-            raise CommandError(f'{path}: [["{model}"]] must be an array of tables')
-        iface = registry.models.get(model)
-        if iface is None:
-            continue  # a model this node does not know
-        for i, t in enumerate(entries):
-            where = f"{path.name}: {model}[{i}]"
-            unknown = set(t) - _KEYS
-            if unknown:
-                raise CommandError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-            name = t.get("command")
-            command = next((c for c in iface.commands if c.name == name), None)
-            if command is None:
-                raise CommandError(f"{where}: model has no command {name!r}")
-            confirm = t.get("confirm")
+    for model, iface in sorted(registry.models.items()):
+        for command in iface.commands:
+            sp = command.setpoint
+            if sp is None:
+                continue
+            where = f"{model} command {command.name}"
             telemetry = next(
-                (c for c in iface.all_contents if isinstance(c, Telemetry) and c.name == confirm),
+                (
+                    c
+                    for c in iface.all_contents
+                    if isinstance(c, Telemetry) and c.name == sp.confirmed_by
+                ),
                 None,
             )
             if telemetry is None:
-                raise CommandError(f"{where}: model has no telemetry {confirm!r} to confirm with")
-            request = command.request
-            if request is None or not (
-                isinstance(request.schema, PrimitiveSchema)
-                and request.schema.name in ("double", "float", "integer", "long")
-            ):
-                raise CommandError(f"{where}: only commands with a numeric request are supported")
+                raise CommandError(f"{where}: no telemetry {sp.confirmed_by!r} confirms it")
             rng = telemetry.expected_range
-            low = _num(t, "minimum", where, rng.minimum if rng else None)
-            high = _num(t, "maximum", where, rng.maximum if rng else None)
+            low = sp.minimum if sp.minimum is not None else (rng.minimum if rng else None)
+            high = sp.maximum if sp.maximum is not None else (rng.maximum if rng else None)
             if low is None or high is None or high < low:
-                raise CommandError(f"{where}: the envelope needs minimum <= maximum")
+                raise CommandError(
+                    f"{where}: the envelope needs minValue <= maxValue (on the command or "
+                    f"the ExpectedRange of {telemetry.name})"
+                )
             specs[(model, command.name)] = CommandSpec(
                 model=model,
                 name=command.name,
                 label=command.display_name.text or command.name,
                 unit=unit_symbol(telemetry) or "",
                 confirm=telemetry.name,
-                minimum=low,
-                maximum=high,
-                max_rate=_num(t, "max_rate", where),
-                tolerance=_num(t, "tolerance", where, 0.0),
-                high_risk=bool(t.get("high_risk", False)),
-                high_risk_above=_num(t, "high_risk_above", where),
-                confirm_timeout=_num(t, "confirm_timeout", where, 10.0),
-                divergence_grace=_num(t, "divergence_grace", where, 3.0),
+                minimum=float(low),
+                maximum=float(high),
+                max_rate=sp.max_rate,
+                tolerance=sp.tolerance,
+                high_risk=sp.high_risk,
+                high_risk_above=sp.high_risk_above,
+                confirm_timeout=sp.confirm_timeout,
+                divergence_grace=sp.divergence_grace,
             )
     return specs

@@ -17,10 +17,12 @@ here, where the truth is: the issuer's signature against its fleet-vouched
 key, the issuer's role, expiry, lifecycle, envelope, rate against the
 *reported* value (telemetry), approval by a second person for high-risk ones.
 Then "executing" is made durable, the value is written through the adapter
-the asset's telemetry comes from (an OPC UA Write of the setpoint), and the
-command stays executing until the machine's telemetry shows the value
-(confirmed) or the ramp time plus a timeout passes (failed). Each step is an
-outcome in the home's log and an entry in its audit log.
+the asset's telemetry comes from (an OPC UA Write of the setpoint, or an
+MQTT publish on the device's command topic answered on its ack topic), the
+device's acknowledgement is audited, and the command stays executing until
+the machine's telemetry shows the value (confirmed) or the ramp time plus a
+timeout passes (failed). Each step is an outcome in the home's log and an
+entry in its audit log.
 
 *At most once*: the command id is the key. A record carried twice, replayed
 or re-appended under another log key finds its outcome and does nothing; a
@@ -28,8 +30,9 @@ command found executing after a restart is failed, not re-sent.
 
 *Reconciliation*: the desired value (the last confirmed command) is compared
 with the reported value every tick; out of tolerance for longer than the
-grace period raises a divergence alert (audit entry, asset page) once per
-episode, and its clearing is logged too.
+model's grace period raises an ordinary alert through ``node.alerts`` (it
+replicates, and shows on the alert and asset pages) once per episode, and
+clears it when reported is back within tolerance; both are audited.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._models import AUDIT_ENTITY
 from .._tokens import Role
+from ..alerts._tracker import alert_id
 from ._log import COMMANDS_ENTITY, COMMANDS_MODEL
 from ._record import Approval, CommandError, CommandRecord, new_command_id
 from ._safety import CommandSpec, check_request, load_specs
@@ -72,6 +76,7 @@ class _Executing:
 class _Divergence:
     since: float | None = None
     alerted: bool = False
+    alert: str | None = None  # the open alert's id (node.alerts)
 
 
 class CommandService:
@@ -97,6 +102,19 @@ class CommandService:
             await self.node.write(
                 lambda s: s.create(COMMANDS_ENTITY(me), COMMANDS_MODEL, author="node")
             )
+        # A divergence alert left open by the last run is cleared by this one.
+        alerts = getattr(self.node, "alerts", None)
+        for a in alerts.list() if alerts is not None else []:
+            key = a.get("key") or ""
+            if (
+                key.startswith("divergence:")
+                and a["state"] != "cleared"
+                and a.get("raised_by") == me
+                and isinstance(a.get("entity"), str)
+            ):
+                self._divergence[(a["entity"], key.removeprefix("divergence:"))] = _Divergence(
+                    since=self.node.clock(), alerted=True, alert=a["id"]
+                )
         # At most once: whatever was executing when this node stopped is not re-sent.
         for record, state, _ in self._outcomes().values():
             if state is S.EXECUTING and self._home_of(record.entity) == me:
@@ -320,6 +338,12 @@ class CommandService:
                 )
             )
         await self.node.write_many(*mutators)
+
+    async def _append_audit(self, audit: dict[str, Any], key: str) -> None:
+        me = self.node.config.name
+        await self.node.write(
+            lambda s: s.append(AUDIT_ENTITY(me), "events", f"{me}:{key}", audit, author=audit["by"])
+        )
 
     async def issue(
         self,
@@ -558,15 +582,28 @@ class CommandService:
                 )
                 continue
             # Durable before the device is touched: a crash now can never send it twice.
-            await self._outcome(record, S.EXECUTING, f"written to {adapter.name}")
+            await self._outcome(record, S.EXECUTING, f"sending through {adapter.name}")
             self._executing[record.id] = _Executing(started=now, record=record, spec=spec)
             try:
-                await adapter.send_command(entity_id, record.command, record.value)
+                said = await adapter.send_command(
+                    entity_id,
+                    record.command,
+                    record.value,
+                    command_id=record.id,
+                    expires_ms=record.expires_ms,
+                )
             except Exception as exc:
                 self._executing.pop(record.id, None)
                 await self._outcome(
                     record, S.FAILED, f"the write through {adapter.name} failed: {exc}"
                 )
+                continue
+            # The device's acknowledgement (OPC UA Write status, MQTT ack): audited,
+            # but the command stays executing until the telemetry shows the value.
+            await self._append_audit(
+                self._audit(record, "command-delivered", "node", str(said or adapter.name)),
+                f"delivered:{record.id}",
+            )
 
     async def _confirm(self, record: CommandRecord, now: float) -> None:
         run = self._executing.get(record.id)
@@ -599,26 +636,35 @@ class CommandService:
                 f"reported {shown}); check the drive",
             )
 
+    def _desired(self, entity_id: str, name: str) -> tuple[float | None, str | None]:
+        """The desired value of command ``name`` (the last confirmed or executing
+        one) and that command's id."""
+        desired, cid, latest = None, None, -1
+        for record, state, _ in self._outcomes().values():
+            if (
+                record.entity == entity_id
+                and record.command == name
+                and state in (S.CONFIRMED, S.EXECUTING)
+                and record.issued_ms > latest
+            ):
+                desired, cid, latest = record.value, record.id, record.issued_ms
+        return desired, cid
+
     async def _reconcile(self) -> None:
         me = self.node.config.name
         now = self.node.clock()
         for row_entity in {r.entity for r, _ in self._records().values()}:
             if self._home_of(row_entity) != me:
                 continue
+            e = self.node.state.entities.get(row_entity)
+            if e is None:
+                continue
             for (model, name), spec in self.specs.items():
-                e = self.node.state.entities.get(row_entity)
-                if e is None or e.header.model != model:
+                if e.header.model != model:
                     continue
-                desired = next(
-                    (
-                        d["desired"]
-                        for d in self.desired_view(row_entity)
-                        if d["name"].startswith(name + " ")
-                    ),
-                    None,
-                )
+                desired, cid = self._desired(row_entity, name)
                 executing = any(x.record.entity == row_entity for x in self._executing.values())
-                reported, _ = self._reported(row_entity, spec.confirm)
+                reported, ts = self._reported(row_entity, spec.confirm)
                 key = (row_entity, name)
                 div = self._divergence.setdefault(key, _Divergence())
                 off = (
@@ -629,50 +675,126 @@ class CommandService:
                 )
                 if not off:
                     if div.alerted:
-                        await self._divergence_event(
+                        await self._divergence_alert(
                             row_entity,
                             spec,
-                            "divergence-cleared",
-                            f"{spec.confirm} back at {desired}",
+                            div,
+                            "clear",
+                            f"{spec.confirm} back at {desired:g} {spec.unit}",
+                            desired=desired,
+                            reported=reported,
+                            reported_ts=ts,
+                            command_id=cid,
                         )
                     self._divergence[key] = _Divergence()
                     continue
+                assert desired is not None and reported is not None
                 if div.since is None:
                     div.since = now
                 if not div.alerted and now - div.since >= spec.divergence_grace:
                     div.alerted = True
-                    await self._divergence_event(
+                    await self._divergence_alert(
                         row_entity,
                         spec,
-                        "divergence",
+                        div,
+                        "open",
                         f"{spec.confirm} is {reported:.1f} {spec.unit}, desired {desired:g} "
                         f"{spec.unit}, for {now - div.since:.0f} s: not following; check the drive",
+                        desired=desired,
+                        reported=reported,
+                        reported_ts=ts,
+                        command_id=cid,
                     )
 
-    async def _divergence_event(
-        self, entity_id: str, spec: CommandSpec, kind: str, text: str
+    async def _divergence_alert(
+        self,
+        entity_id: str,
+        spec: CommandSpec,
+        div: _Divergence,
+        kind: str,
+        text: str,
+        *,
+        desired: float | None,
+        reported: float | None,
+        reported_ts: float | None,
+        command_id: str | None,
     ) -> None:
+        """Raise (``open``) or clear a divergence as an ordinary alert in this
+        node's alert log (node.alerts), so it replicates, shows on the alert pages
+        and the asset page, and can be acknowledged like any other; the audit log
+        keeps its line too."""
         me = self.node.config.name
-        now_ms = int(self.node.clock() * 1000)
-        event = {
-            "kind": kind,
+        now = self.node.clock()
+        key = f"divergence:{spec.name}"
+        if kind == "open" or div.alert is None:
+            div.alert = alert_id(me, entity_id, key, now)
+        plant = entity_id.split("/", 1)[0]
+        alerts = self.node.alerts  # type: ignore[attr-defined]
+        policy = alerts.policy()
+        off = None if desired is None or reported is None else abs(reported - desired)
+        event: dict[str, Any] = {
+            "id": f"{div.alert}:{kind}:{now:.6f}",
+            "alert": div.alert,
+            "type": kind,
+            "state": "open" if kind == "open" else "cleared",
+            "at": round(now, 6),
+            "recorded_at": round(now, 6),
+            "node": me,
+            "by": "commands",
+            "entity": entity_id,
+            "plant": plant,
+            "model": spec.model,
+            "key": key,
+            # Warning, not high: the machine is running, just not where it was told.
+            "severity": "warning",
+            # How many tolerances reported is off desired (1 = at the edge).
+            "score": None if off is None else round(off / max(spec.tolerance, 1e-9), 3),
+            "rule": (
+                f"|{spec.confirm} − desired| > {spec.tolerance:g} {spec.unit} "
+                f"for {spec.divergence_grace:g} s"
+                if kind == "open"
+                else f"|{spec.confirm} − desired| <= {spec.tolerance:g} {spec.unit}"
+            ),
+            "policy_version": policy.version,
+            "owner": policy.owner(plant=plant, model=spec.model),
+            "runbook": (
+                f"{spec.label}: the machine does not hold its setpoint. Check the drive, "
+                "and whether someone changed the setpoint at the machine."
+            ),
+            "diagnosis": {
+                "kind": "machine",
+                "label": f"not following {spec.name}",
+                "tag": spec.confirm,
+                "confidence": 1.0,
+                "evidence": text,
+                "action": "check the drive",
+                "detectors": {},
+            },
+        }
+        if kind == "open":
+            event["lineage"] = {
+                "source": "commands reconciliation (desired vs reported)",
+                "command_id": command_id,
+                "desired": desired,
+                "reported": reported,
+                "reported_ts": reported_ts,
+                "unit": spec.unit,
+                "since": div.since,
+            }
+        await alerts.ensure_log()
+        await alerts.record([event])
+        now_ms = int(now * 1000)
+        audit = {
+            "kind": "divergence" if kind == "open" else "divergence-cleared",
             "entity": entity_id,
             "field": spec.name,
             "reason": text,
+            "alert": div.alert,
             "by": "node",
             "at_node": me,
             "at_ms": now_ms,
         }
-        await self.node.write(
-            lambda s: s.append(
-                AUDIT_ENTITY(me),
-                "events",
-                f"{me}:{kind}:{entity_id}:{now_ms}",
-                event,
-                author="node",
-            )
-        )
-        self.node.publish({"type": "alert", "kind": kind, "entity": entity_id, "text": text})
+        await self._append_audit(audit, f"{audit['kind']}:{entity_id}:{now_ms}")
 
     async def _run(self) -> None:
         while True:

@@ -14,7 +14,14 @@ own properties (DTDL.Extensions.md). We understand:
   ``mergePolicy`` and, for ``stricter``, ``strictness`` or
   ``strictnessOrder``; ``ExpectedRange`` adds ``minValue``/``maxValue`` to a
   numeric Telemetry or Property for data-quality range checks, and
-  ``unitSymbol`` for units QuantitativeTypes cannot name (``mm/s``).
+  ``unitSymbol`` for units QuantitativeTypes cannot name (``mm/s``);
+  ``Setpoint`` on a Command makes it a setpoint the home plant writes and the
+  machine's telemetry confirms, and carries its safety: ``confirmedBy``,
+  ``tolerance``, the envelope ``minValue``/``maxValue``, ``maxRate``,
+  ``highRisk``/``highRiskAbove``, ``confirmTimeout``, ``divergenceGrace``.
+  DTDL v3 lets an extension's adjunct types co-type a Command (the DTDL Mqtt
+  extension's ``Idempotent`` does), so the model is the one place that says
+  what a command may do.
 
 A context we do not recognise is not an error: per DTDL.Extensions.md a tool
 ignores extensions it does not know, so the parser then tolerates unknown
@@ -37,6 +44,7 @@ from ._model import (
     ExpectedRange,
     PrimitiveSchema,
     Schema,
+    SetpointAnnotation,
     TwinmeshAnnotation,
     describe_schema,
 )
@@ -55,10 +63,12 @@ __all__ = [
     "HISTORIZATION_CONTEXT",
     "KIND_CO_TYPES",
     "KNOWN_CONTEXTS",
+    "SETPOINT_PROPERTIES",
     "STREAMING_CONTEXT",
     "TWINMESH_CONTEXT",
     "AdjunctType",
     "check_expected_range",
+    "check_setpoint",
     "check_twinmesh_kind",
 ]
 
@@ -143,7 +153,32 @@ def _adjuncts() -> dict[str, AdjunctType]:
         hosts=_PROPERTY_OR_TELEMETRY,
         properties=frozenset({"minValue", "maxValue", "unitSymbol"}),
     )
+    table["Setpoint"] = AdjunctType(
+        name="Setpoint",
+        context=TWINMESH_CONTEXT,
+        hosts=frozenset({"Command"}),
+        properties=SETPOINT_PROPERTIES,
+        required=frozenset({"confirmedBy"}),
+    )
     return table
+
+
+#: Setpoint property -> (SetpointAnnotation field, kind): "number" >= 0 unless an
+#: envelope bound, "bool", or "name" (a Telemetry of the same Interface).
+_SETPOINT_KEYS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "confirmedBy": ("confirmed_by", "name"),
+        "tolerance": ("tolerance", "number"),
+        "minValue": ("minimum", "bound"),
+        "maxValue": ("maximum", "bound"),
+        "maxRate": ("max_rate", "positive"),
+        "highRisk": ("high_risk", "bool"),
+        "highRiskAbove": ("high_risk_above", "bound"),
+        "confirmTimeout": ("confirm_timeout", "positive"),
+        "divergenceGrace": ("divergence_grace", "number"),
+    }
+)
+SETPOINT_PROPERTIES = frozenset(_SETPOINT_KEYS)
 
 
 ADJUNCT_TYPES: Mapping[str, AdjunctType] = MappingProxyType(_adjuncts())
@@ -448,3 +483,71 @@ def check_expected_range(
     if not ok:
         return None
     return ExpectedRange(minimum=low, maximum=high, unit_symbol=symbol)
+
+
+def check_setpoint(
+    obj: Mapping[str, Any],
+    *,
+    request: Schema | None,
+    path: Path,
+    report: Reporter,
+    source: str,
+) -> SetpointAnnotation | None:
+    """Validate a Command's ``Setpoint`` properties (types and ranges; that
+    ``confirmedBy`` names a numeric Telemetry is the linker's check, since the
+    Telemetry may be inherited)."""
+    ok = True
+    values: dict[str, Any] = {}
+
+    def err(key: str, expected: str, found: Any, what: str) -> None:
+        nonlocal ok
+        ok = False
+        report.error(
+            (*path, key),
+            "twinmesh.setpoint",
+            expected=expected,
+            found=show(found),
+            what=what,
+            source=source,
+        )
+
+    for key, (field_name, kind) in _SETPOINT_KEYS.items():
+        if key not in obj:
+            continue
+        value = obj[key]
+        if kind == "name":
+            if not isinstance(value, str) or not value:
+                err(key, "the name of a Telemetry", value, "what confirms the command")
+                continue
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                err(key, "true or false", value, key)
+                continue
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                err(key, "a number", value, key)
+                continue
+            if kind == "number" and value < 0:
+                err(key, "a number >= 0", value, key)
+                continue
+            if kind == "positive" and value <= 0:
+                err(key, "a number > 0", value, key)
+                continue
+            value = float(value)
+        values[field_name] = value
+    low, high = values.get("minimum"), values.get("maximum")
+    if low is not None and high is not None and low > high:
+        err("maxValue", f"maxValue >= minValue ({low:g})", high, "empty safe envelope")
+    if not _is_primitive(request, NUMERIC_SCHEMAS):
+        report.error(
+            (*path, "request"),
+            "twinmesh.setpoint",
+            expected="a request with a numeric schema (double, float, integer, long)",
+            found=describe_schema(request) if request is not None else MISSING,
+            what="a Setpoint command sets a number",
+            source=source,
+        )
+        ok = False
+    if not ok or "confirmed_by" not in values:
+        return None
+    return SetpointAnnotation(**values)

@@ -15,7 +15,9 @@ with the ones already known (a registry) and we check, in this order:
    what it inherits) holds no Component (DTDL.v3.md, "Component": "a
    Component cannot contain another Component", which also rules out cycles);
 5. ``ValueAnnotation.annotates`` names a Property or Telemetry of the same
-   Interface, inherited ones included (DTDL.annotation.v1.md).
+   Interface, inherited ones included (DTDL.annotation.v1.md);
+6. a ``Setpoint`` Command's ``confirmedBy`` names a numeric Telemetry of the
+   same Interface, inherited ones included (docs/dtdl-extension.md).
 
 Relationship targets are *not* resolved: a Relationship has "by reference"
 semantics and is valid whatever its target (DTDL.v3.md, "Relationship").
@@ -28,8 +30,9 @@ from collections.abc import Mapping, Sequence
 
 from ._errors import Path, Reporter, show
 from ._limits import Limits
-from ._model import Component, Content, Interface, Property, Telemetry
+from ._model import Component, Content, Interface, PrimitiveSchema, Property, Telemetry
 from ._parser import ParsedInterface
+from ._units import NUMERIC_SCHEMAS
 
 __all__ = ["link"]
 
@@ -316,6 +319,27 @@ class _Linker:
                 "ValueAnnotation annotates nothing",
             )
 
+    def _check_setpoints(self, item: ParsedInterface, iface: Interface) -> None:
+        numeric = {
+            c.name
+            for c in iface.all_contents
+            if isinstance(c, Telemetry)
+            and isinstance(c.schema, PrimitiveSchema)
+            and c.schema.name in NUMERIC_SCHEMAS
+        }
+        for index, content in enumerate(iface.contents):
+            setpoint = getattr(content, "setpoint", None)
+            if setpoint is None or setpoint.confirmed_by in numeric:
+                continue
+            self._err(
+                iface.source,
+                (*item.path, f'contents[{index}] (name "{content.name}")', "confirmedBy"),
+                "twinmesh.setpoint",
+                "the name of a numeric Telemetry of this Interface",
+                show(setpoint.confirmed_by),
+                "nothing confirms the Setpoint command",
+            )
+
     # ------------------------------------------------------------------------------
 
     def run(self) -> list[Interface]:
@@ -326,6 +350,7 @@ class _Linker:
         for dtmi, item in self._batch.items():
             self._check_components(item, linked[dtmi], linked)
             self._check_annotations(item, linked[dtmi])
+            self._check_setpoints(item, linked[dtmi])
         return list(linked.values())
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "Property",
     "Relationship",
     "Schema",
+    "SetpointAnnotation",
     "Telemetry",
     "TwinmeshAnnotation",
     "describe_schema",
@@ -252,9 +253,29 @@ class CommandResponse(CommandPayload):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SetpointAnnotation:
+    """What a Command co-typed ``Setpoint`` (``dtmi:twinmesh:extension;1``) asks of
+    the command path: the telemetry that confirms it, its safe envelope and rate,
+    and whether a second person must approve it (docs/dtdl-extension.md).
+
+    ``minimum``/``maximum`` None: the confirming telemetry's ExpectedRange."""
+
+    confirmed_by: str
+    tolerance: float = 0.0
+    minimum: float | None = None
+    maximum: float | None = None
+    max_rate: float | None = None  # request units per second
+    high_risk: bool = False
+    high_risk_above: float | None = None
+    confirm_timeout: float = 10.0  # seconds beyond the ramp before it is failed
+    divergence_grace: float = 3.0  # seconds out of tolerance before an alert
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Command(Content):
     request: CommandRequest | None = None
     response: CommandResponse | None = None
+    setpoint: SetpointAnnotation | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

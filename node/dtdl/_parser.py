@@ -36,6 +36,7 @@ from ._extension import (
     KIND_CO_TYPES,
     KNOWN_CONTEXTS,
     check_expected_range,
+    check_setpoint,
     check_twinmesh_kind,
 )
 from ._model import (
@@ -367,7 +368,7 @@ class DocumentParser(SchemaParser):
         elif types.cls == "Property":
             content = self._property(obj, path, scope, types, base, in_relationship=False)
         elif types.cls == "Command":
-            content = self._command(obj, path, scope, base)
+            content = self._command(obj, path, scope, types, base)
         elif types.cls == "Component":
             content = self._component(obj, path, scope, base, out)
         else:
@@ -474,7 +475,7 @@ class DocumentParser(SchemaParser):
         )
 
     def _command(
-        self, obj: dict[str, Any], path: Path, scope: Scope, base: dict[str, Any]
+        self, obj: dict[str, Any], path: Path, scope: Scope, types: Types, base: dict[str, Any]
     ) -> Command:
         command_type = obj.get("commandType")
         if command_type is not None and command_type not in ("synchronous", "asynchronous"):
@@ -488,7 +489,16 @@ class DocumentParser(SchemaParser):
             )
         request = self._payload(obj, "request", CommandRequest, path, scope)
         response = self._payload(obj, "response", CommandResponse, path, scope)
-        return Command(**base, request=request, response=response)
+        setpoint = None
+        if "Setpoint" in types.adjuncts:
+            setpoint = check_setpoint(
+                obj,
+                request=request.schema if request is not None else None,
+                path=path,
+                report=self._report,
+                source=self._source,
+            )
+        return Command(**base, request=request, response=response, setpoint=setpoint)
 
     def _payload(
         self,

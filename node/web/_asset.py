@@ -155,9 +155,12 @@ def add_asset_pages(app: web.Application, pages: Pages) -> None:
             ]
             extras = []
             for suffix in SUFFIXES:
+                # Co-simulation and scoring append their series to the buffer
+                # directly, not through ingestion, so they are not in ``latest``:
+                # ask the buffer for the window instead of the list of live tags.
                 name = f"{chosen}.{suffix}"
-                if name in tags:
-                    pts = await _series(node, entity_id, name, t0, t1)
+                pts = await _series(node, entity_id, name, t0, t1)
+                if pts:
                     (series if suffix == "expected" else extras).append(
                         Series(label=name, points=pts, css=suffix)
                     )

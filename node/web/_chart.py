@@ -73,8 +73,32 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return ticks
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+def _fmt(v: float, step: float | None = None) -> str:
+    """A tick label with as many decimals as the tick step needs (a 0.25 step
+    labels 76.25, not a rounded 76.2 that names the wrong line)."""
+    if step is None or step <= 0:
+        return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+    decimals = 0
+    while decimals < 6 and abs(step * 10**decimals - round(step * 10**decimals)) > 1e-6:
+        decimals += 1
+    return f"{v:.{decimals}f}"
+
+
+#: Time-axis steps, seconds: ticks fall on round clock times (every 2 s, 5 min, ...).
+_TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
+
+
+def _time_ticks(t0: float, t1: float, n: int = 6) -> list[float]:
+    span = t1 - t0
+    if span <= 0:
+        return [t0]
+    step = next((s for s in _TIME_STEPS if span / s <= n), 43200 * math.ceil(span / 43200 / n))
+    t = math.ceil(t0 / step) * step
+    out = []
+    while t <= t1 + 1e-9:
+        out.append(float(t))
+        t += step
+    return out
 
 
 def _time_label(t: float, span: float) -> str:
@@ -114,18 +138,21 @@ def render_chart(
         f"{escape(f' ({unit})' if unit else '')}</title>",
         f'<rect class="plot" x="{LEFT}" y="{TOP}" width="{w}" height="{h}"/>',
     ]
-    for v in _nice_ticks(lo, hi):
+    ticks = _nice_ticks(lo, hi)
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else None
+    for v in ticks:
         yy = y(v)
         out.append(f'<line class="grid" x1="{LEFT}" x2="{LEFT + w}" y1="{yy:.1f}" y2="{yy:.1f}"/>')
         out.append(
             f'<text class="tick" x="{LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end">'
-            f"{escape(_fmt(v))}</text>"
+            f"{escape(_fmt(v, step))}</text>"
         )
-    for i in range(6):
-        t = t0 + span * i / 5
+    for t in _time_ticks(t0, t1):
         xx = x(t)
         out.append(f'<line class="grid" x1="{xx:.1f}" x2="{xx:.1f}" y1="{TOP}" y2="{TOP + h}"/>')
-        anchor = "start" if i == 0 else "end" if i == 5 else "middle"
+        # Labels near an edge align inward so they are not cut off.
+        edge = (t - t0) / span
+        anchor = "start" if edge < 0.06 else "end" if edge > 0.94 else "middle"
         out.append(
             f'<text class="tick" x="{xx:.1f}" y="{HEIGHT - 10}" text-anchor="{anchor}">'
             f"{escape(_time_label(t, span))}</text>"

@@ -27,6 +27,18 @@ queue is full the *oldest* reading is dropped — a device keeps its freshest
 data — and counted in :attr:`MqttPublisher.dropped`; the drops are logged
 as they start and summarised when the broker is back.
 
+Commands
+--------
+A device with a command (a pump's flow setpoint, :data:`MQTT_COMMANDS`)
+subscribes to ``<asset topic prefix>/cmd/<command>`` (QoS 1) and answers each
+request on that topic + ``/ack`` through the same queue as its readings:
+``{"id", "accepted", "reason"?, "value"?}``. It refuses a request that does
+not parse or whose ``expires`` (epoch ms) has passed — a request delivered
+late must not move the machine — and answers a repeated id (a QoS 1
+redelivery) with its first answer without acting again. Its session is clean,
+so requests published while it was away are not kept for it: the home
+plant, which waits for the answer, fails such a command instead.
+
 Reconnects back off exponentially with jitter (:class:`twinmesh.adapters.Backoff`).
 A broker that is down at start-up is just a long first back-off: the
 simulator keeps running and the queue fills.
@@ -39,9 +51,11 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import random
 import ssl
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +64,14 @@ import aiomqtt
 from .._base import Backoff, BackoffPolicy
 from ._config import MqttSettings
 
-__all__ = ["MqttPublisher", "PublisherStats", "encode_payload"]
+__all__ = [
+    "MQTT_COMMANDS",
+    "CommandDesk",
+    "MqttPublisher",
+    "PublisherStats",
+    "command_topic",
+    "encode_payload",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -64,6 +85,73 @@ def encode_payload(value: float, timestamp: float, unit: str) -> bytes:
     body = {"value": value, "timestamp": when.replace("+00:00", "Z"), "unit": unit}
     # allow_nan=False: a NaN would be invalid JSON; the physics never makes one.
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+#: Machine kind -> the command its MQTT device takes (the DTDL model's Setpoint command).
+MQTT_COMMANDS: Mapping[str, str] = {"pump": "setFlowSetpoint"}
+
+_REMEMBERED = 256  # command ids answered, for redeliveries
+
+
+def command_topic(prefix: str, command: str) -> str:
+    return f"{prefix}/cmd/{command}"
+
+
+class CommandDesk:
+    """The device side of MQTT commands (pure): a request in, an answer out.
+
+    ``apply(topic, value)`` moves the machine and returns None, or returns why
+    it will not; it runs once per command id."""
+
+    def __init__(
+        self,
+        topics: Mapping[str, object],
+        *,
+        apply: Callable[[str, float], str | None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.topics = dict(topics)
+        self._apply = apply
+        self._clock = clock
+        self._answered: OrderedDict[str, bytes] = OrderedDict()
+        self.applied = 0
+
+    def handle(self, topic: str, payload: bytes) -> tuple[str, bytes] | None:
+        if topic not in self.topics:
+            return None
+        try:
+            body = json.loads(payload)
+        except (ValueError, RecursionError):
+            body = None
+        cid = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(cid, str) or not 0 < len(cid) <= 64:
+            _log.warning("command on %s without an id ignored", topic)
+            return None
+        assert isinstance(body, dict)
+        if cid in self._answered:
+            return topic + "/ack", self._answered[cid]  # a redelivery: same answer, no action
+        value, expires = body.get("value"), body.get("expires")
+        reason: str | None
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
+            reason = "value must be a finite number"
+        elif isinstance(expires, bool) or not isinstance(expires, int):
+            reason = "expires must be epoch milliseconds"
+        elif expires <= self._clock() * 1000:
+            reason = "expired before it arrived"
+        else:
+            reason = self._apply(topic, float(value))
+        answer: dict[str, Any] = {"id": cid, "accepted": reason is None}
+        if reason is None:
+            answer["value"] = float(value)
+            self.applied += 1
+        else:
+            answer["reason"] = reason
+        out = json.dumps(answer, separators=(",", ":")).encode()
+        self._answered[cid] = out
+        while len(self._answered) > _REMEMBERED:
+            self._answered.popitem(last=False)
+        return topic + "/ack", out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,8 +179,10 @@ class MqttPublisher:
         *,
         rng: random.Random,
         backoff: BackoffPolicy = DEFAULT_BACKOFF,
+        commands: CommandDesk | None = None,
     ) -> None:
         self.settings = settings
+        self.commands = commands
         self._queue: deque[_Item] = deque()
         self._seq = 0
         self._wake = asyncio.Event()
@@ -140,7 +230,17 @@ class MqttPublisher:
                     self.connections += 1
                     self._backoff.reset()
                     _log.info("MQTT connected to %s:%d", s.host, s.port)
-                    await self._pump(client)
+                    listening = None
+                    if self.commands is not None and self.commands.topics:
+                        await client.subscribe([(t, 1) for t in self.commands.topics])
+                        listening = asyncio.create_task(self._listen(client))
+                    try:
+                        await self._pump(client)
+                    finally:
+                        if listening is not None:
+                            listening.cancel()
+                            with contextlib.suppress(BaseException):
+                                await listening
             except (aiomqtt.MqttError, OSError, ConnectionError, TimeoutError) as exc:
                 if self.connected:
                     _log.warning("MQTT connection to %s:%d lost: %s", s.host, s.port, exc)
@@ -190,6 +290,14 @@ class MqttPublisher:
         # aiomqtt warns above this many pending calls; a full window is normal here.
         client.pending_calls_threshold = s.inflight + 10
         return client
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        assert self.commands is not None
+        async for m in client.messages:
+            payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+            answer = self.commands.handle(m.topic.value, payload)
+            if answer is not None:
+                self.submit(*answer)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         s = self.settings

@@ -37,6 +37,7 @@ from typing import Any
 
 from ._config import PlantConfig
 from ._models import kind_telemetry
+from ._mqtt_publisher import MQTT_COMMANDS, command_topic
 from ._opcua_server import SETPOINTS, node_id
 
 __all__ = [
@@ -128,6 +129,15 @@ def mqtt_mapping_toml(config: PlantConfig) -> str:
             f"entity = {_s(a.entity)}",
             'telemetry = "{tag}"',
         ]
+        if a.kind in MQTT_COMMANDS:
+            command = MQTT_COMMANDS[a.kind]
+            lines += [
+                "",
+                "[[command]]  # the device answers on the topic + /ack",
+                f"topic = {_s(command_topic(a.topic_prefix, command))}",
+                f"entity = {_s(a.entity)}",
+                f"command = {_s(command)}",
+            ]
     return "\n".join(lines) + "\n"
 
 

@@ -296,12 +296,22 @@ class PumpParams:
     flow_noise: float = 0.4  # m3/h
     pressure_noise: float = 0.01  # bar
     temperature_noise: float = 0.15  # K
+    #: Under flow control (a setpoint from the home plant), how fast the drive
+    #: moves the speed, share of rated speed per second (3 %/s: about 3.6 m3/h/s).
+    drive_ramp: float = 0.03
+    max_speed_ratio: float = 1.1  # the drive's limit, share of rated speed
+    min_speed_ratio: float = 0.2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PumpState:
     demand_deviation: float
     bearing_temperature: float  # °C
+    #: Flow setpoint (m3/h) from the home plant (MQTT command); None: the drive
+    #: trims speed with demand on its own, as before any command.
+    setpoint: float | None = None
+    #: The drive's speed as a share of rated, once a setpoint has taken over.
+    speed_ratio: float | None = None
 
 
 def _pump_bearing_target(
@@ -352,6 +362,15 @@ def pump_step(
     demand = max(
         1.0 + p.demand_swing * math.sin(2.0 * math.pi * t / p.demand_period) + deviation, 0.3
     )
+    if state.setpoint is not None:
+        # Flow control: the drive seeks the speed at which the pump curve meets
+        # this system curve at the setpoint (Q ~ s, the affinity laws), moving at
+        # most drive_ramp per second and never past its speed limits.
+        q_per_s, _ = pump_operating_point(p, speed_ratio=1.0, demand=demand)
+        target = min(max(state.setpoint / q_per_s, p.min_speed_ratio), p.max_speed_ratio)
+        now_s = s if state.speed_ratio is None else state.speed_ratio
+        step = p.drive_ramp * dt
+        s = now_s + max(-step, min(step, target - now_s))
     flow, head = pump_operating_point(p, speed_ratio=s, demand=demand)
     q = flow / p.rated_flow
     level = p.tank_swing * math.sin(2.0 * math.pi * t / p.tank_period)
@@ -384,7 +403,13 @@ def pump_step(
         "bearingTemperature": _noisy(temperature, p.temperature_noise, rng),
         **_vibration_readings(source, PUMP_VIBRATION, t, rng),
     }
-    return PumpState(demand_deviation=deviation, bearing_temperature=temperature), readings
+    after = PumpState(
+        demand_deviation=deviation,
+        bearing_temperature=temperature,
+        setpoint=state.setpoint,
+        speed_ratio=s if state.setpoint is not None else None,
+    )
+    return after, readings
 
 
 # -- CNC machining centre --------------------------------------------------------------

@@ -35,7 +35,13 @@ from typing import Any
 
 from ._config import PlantConfig
 from ._models import kind_telemetry
-from ._mqtt_publisher import MqttPublisher, encode_payload
+from ._mqtt_publisher import (
+    MQTT_COMMANDS,
+    CommandDesk,
+    MqttPublisher,
+    command_topic,
+    encode_payload,
+)
 from ._opcua_server import PlantOpcUaServer
 from ._outputs import (
     ASSETS_FILE,
@@ -162,7 +168,9 @@ async def simulate(
         else None
     )
     publisher = (
-        MqttPublisher(config.mqtt, rng=random.Random(config.seed))
+        MqttPublisher(
+            config.mqtt, rng=random.Random(config.seed), commands=_command_desk(sims, clock)
+        )
         if config.assets_on("mqtt")
         else None
     )
@@ -222,6 +230,24 @@ async def simulate(
         mqtt_dropped=publisher.dropped if publisher else 0,
         mqtt_unsent=publisher.stats.queued if publisher else 0,
     )
+
+
+def _command_desk(sims: list[AssetSimulator], clock: Callable[[], float]) -> CommandDesk:
+    """The MQTT devices' command topics, each moving its asset's setpoint."""
+    by_topic = {
+        command_topic(sim.asset.topic_prefix, MQTT_COMMANDS[sim.asset.kind]): sim
+        for sim in sims
+        if sim.asset.protocol == "mqtt" and sim.asset.kind in MQTT_COMMANDS
+    }
+
+    def apply(topic: str, value: float) -> str | None:
+        if value <= 0:
+            return f"{value:g} is not a setpoint this drive can hold"
+        if not by_topic[topic].set_setpoint(value):  # takes effect from the next tick
+            return "this machine takes no setpoint"
+        return None
+
+    return CommandDesk(by_topic, apply=apply, clock=clock)
 
 
 async def _loop(
