@@ -126,7 +126,7 @@ def test_vibration_is_in_millimetres_per_second(registry: ModelRegistry) -> None
 def test_entity_schemas_use_every_kind(registry: ModelRegistry) -> None:
     fields = registry.entity_schema(f"{PLANT}Pump;1").fields
     expected = {
-        "nextMaintenanceDate": (FieldKind.SHARED, Policy.EARLIEST, ValueType.DATE),
+        "nextMaintenanceDate": (FieldKind.SHARED, Policy.MIN, ValueType.DATE),
         "vibrationAlarmThreshold": (FieldKind.SHARED, Policy.STRICTER, ValueType.DOUBLE),
         "lifecycle": (FieldKind.SHARED, Policy.STRICTER, ValueType.ENUM),
         "responsibleTeam": (FieldKind.SHARED, Policy.HOME_WINS, ValueType.STRING),
