@@ -102,3 +102,28 @@ offset = 5.0
     assert m1[0]["diagnosis"]["label"] == "bearing_wear"
     assert m2 and all(e["diagnosis"]["kind"] == "sensor" for e in m2)
     assert m2[0]["diagnosis"]["tag"] == "current"
+
+
+def test_alert_events_are_made_plain_before_the_log_sees_them() -> None:
+    # Found on a real node: a process finding's evidence held inf ("no relation
+    # without this variable"), the log refused the event and the batch was lost.
+    from twinmesh.crdt import LocalProtocolError
+    from twinmesh.node.alerts._plain import plain_event
+
+    e = plain_event(
+        {
+            "id": "a:open:1",
+            "score": np.float64(2.5),
+            "evidence": {"rest": float("inf"), "x": np.array([1.0, np.nan]), 3: (1, 2)},
+            "ok": np.bool_(True),
+        }
+    )
+    assert e == {
+        "id": "a:open:1",
+        "score": 2.5,
+        "evidence": {"rest": None, "x": [1.0, None], "3": [1, 2]},
+        "ok": True,
+    }
+    assert type(e["score"]) is float
+    with pytest.raises(LocalProtocolError, match="no string id"):
+        plain_event({"score": 1.0})

@@ -385,7 +385,12 @@ class ScoringEngine:
                 consistency=cons[i],
                 residual=res[i],
                 iforest=float(iso[i]),
-                isolate=(cons_det.isolate if cons_det is not None else (lambda j: float("inf"))),
+                hypotheses=(
+                    (lambda i=i: cons_det.hypotheses(i, cons[i]))
+                    if cons_det is not None
+                    else (lambda: [])
+                ),
+                scale=b.scale,
                 stuck=sorted(frame.stuck),
                 missing=dict(a.missing),
                 via_vibration=via_vib,

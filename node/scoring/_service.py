@@ -53,7 +53,9 @@ class ScoringService:
             seed=sum(node.config.name.encode()),
             skip=self._skip,
         )
-        self.cursor = 0
+        self.cursor = 0  # acknowledged to the buffer
+        self.fed = 0  # fed to the engine
+        self._unrecorded: list[dict[str, Any]] = []
         self.samples = 0
         self.latencies: deque[float] = deque(maxlen=10000)  # sample received -> event durable
         self.newest_received = 0.0
@@ -73,6 +75,7 @@ class ScoringService:
     async def open(self) -> None:
         assert self.node.telemetry is not None
         self.cursor = await self.node.telemetry.buffer.register_consumer(CONSUMER)
+        self.fed = self.cursor
         await self.alerts.ensure_log()
 
     def start(self) -> None:
@@ -131,28 +134,53 @@ class ScoringService:
         return out
 
     async def step(self) -> int:
-        """Score what is committed after the cursor; returns samples consumed."""
+        """Score what is committed after the cursor; returns samples consumed.
+
+        Samples fed to the engine (``fed``) and samples acknowledged to the
+        buffer (``cursor``) are two cursors: the engine is stateful (frames,
+        EWMA, hysteresis), so a batch is fed exactly once; events whose write
+        failed are kept and written first on the next step, and only then is
+        the buffer acknowledged past them (a crash in between re-reads the
+        samples after a restart; event ids are deterministic, so the re-raised
+        events are the same log entries)."""
         tel = self.node.telemetry
         assert tel is not None
-        batch = await tel.buffer.read_after(self.cursor, _BATCH)
+        if self._unrecorded:
+            await self._record(self._unrecorded)
+            self._unrecorded = []
+            await self._ack()
+        batch = await tel.buffer.read_after(self.fed, _BATCH)
         now = self.node.clock()
         if batch:
             self.engine.add_stored(batch)
             self.samples += len(batch)
+            self.fed = batch[-1].seq
             self.newest_received = max(self.newest_received, batch[-1].sample.received_ts)
         results = self.engine.process(now)
         events = self.alerts.observe(results, self.lineage)
-        await self.alerts.record(events)
+        try:
+            await self._record(events)
+        except Exception:
+            self._unrecorded = events
+            raise
+        await self._ack()
+        return len(batch)
+
+    async def _record(self, events: list[dict[str, Any]]) -> None:
+        recorded = await self.alerts.record(events)
         done = self.node.clock()
-        for e in events:
+        for e in recorded:
             if e["type"] in ("open", "reopen", "escalate"):
-                sensors = e.get("lineage", {}).get("sensors", [])
+                sensors = (e.get("lineage") or {}).get("sensors", [])
                 if sensors:
                     self.latencies.append(done - max(s["ingest_ts"] for s in sensors))
-        if batch:
-            self.cursor = batch[-1].seq
+
+    async def _ack(self) -> None:
+        tel = self.node.telemetry
+        assert tel is not None
+        if self.fed > self.cursor:
+            self.cursor = self.fed
             await tel.buffer.ack(CONSUMER, self.cursor)
-        return len(batch)
 
     async def _run(self) -> None:
         tel = self.node.telemetry
@@ -162,7 +190,7 @@ class ScoringService:
                 n = await self.step()
                 if n < _BATCH:
                     # Wake on the next commit, or after a second for the dropout sweep.
-                    await tel.buffer.wait_after(self.cursor, timeout=1.0)
+                    await tel.buffer.wait_after(self.fed, timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception:
