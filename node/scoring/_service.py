@@ -25,6 +25,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from ._artifacts import ArtifactStore
 from ._engine import EngineConfig, FrameResult, ScoringEngine
 from ._features import FEATURE_SET
 
@@ -56,6 +57,8 @@ class ScoringService:
         self.cursor = 0  # acknowledged to the buffer
         self.fed = 0  # fed to the engine
         self._unrecorded: list[dict[str, Any]] = []
+        self.artifacts: ArtifactStore | None = None
+        self._saved = 0  # engine.retrains already saved as artifacts
         self.samples = 0
         self.latencies: deque[float] = deque(maxlen=10000)  # sample received -> event durable
         self.newest_received = 0.0
@@ -76,6 +79,33 @@ class ScoringService:
         assert self.node.telemetry is not None
         self.cursor = await self.node.telemetry.buffer.register_consumer(CONSUMER)
         self.fed = self.cursor
+        self.artifacts = ArtifactStore(self.node.config.data_dir / "scoring-models.sqlite")
+        await self.artifacts.open()
+        for entity, (_version, state) in sorted(
+            (await self.artifacts.latest(FEATURE_SET.version)).items()
+        ):
+            if entity in self.models:
+                self.engine.restore(entity, state)
+        self._saved = len(self.engine.retrains)
+
+    async def persist_now(self) -> None:
+        """Save every model learned since the last save as a versioned artifact."""
+        new, self._saved = self.engine.retrains[self._saved :], len(self.engine.retrains)
+        for r in new:
+            if r.version <= 0 or r.reason.startswith("restored"):
+                continue
+            state = self.engine.export(r.entity)
+            if state is None:
+                continue
+            await self.artifacts.save(
+                entity=r.entity,
+                version=r.version,
+                feature_set=FEATURE_SET.version,
+                reason=r.reason,
+                frames=r.frames,
+                trained_at=r.at,
+                state=state,
+            )
         await self.alerts.ensure_log()
 
     def start(self) -> None:
@@ -86,6 +116,8 @@ class ScoringService:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.artifacts is not None:
+            await self.artifacts.close()
 
     def lineage(self, result: FrameResult, finding: Finding) -> dict[str, Any]:
         tags = {finding.tag} if finding.tag else set()
@@ -157,6 +189,8 @@ class ScoringService:
             self.fed = batch[-1].seq
             self.newest_received = max(self.newest_received, batch[-1].sample.received_ts)
         results = self.engine.process(now)
+        if len(self.engine.retrains) > self._saved:
+            await self.persist_now()
         events = self.alerts.observe(results, self.lineage)
         try:
             await self._record(events)
