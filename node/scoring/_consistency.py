@@ -42,7 +42,13 @@ class Consistency(Detector):
     name: ClassVar[str] = "consistency"
     version: ClassVar[str] = "1"
 
-    def __init__(self, *, window: int = 5, limit: float = 6.0, forget: float = 0.005) -> None:
+    def __init__(
+        self, *, window: int = 5, limit: float = 6.0, forget: float = 0.005, alarm_r2: float = 0.9
+    ) -> None:
+        # Relations below alarm_r2 never raise (measured: at r2 >= 0.7 a CNC's tool
+        # wear and a pump's pressures alarmed 73 times per healthy asset-day); they
+        # only help tell which transmitter broke the strong ones.
+        self.alarm_r2 = alarm_r2
         self.window = window
         self.limit = limit
         self.forget = forget
@@ -52,6 +58,7 @@ class Consistency(Detector):
         self._hist: deque[np.ndarray] = deque(maxlen=window)
         self._zhist: deque[np.ndarray] = deque(maxlen=window)
         self._zmean = np.zeros((0, 0))  # per frame of the last batch: window mean of z
+        self._rmean = np.zeros((0, 0))  # ... and of every relation's residual
 
     def fit(self, baseline: Baseline, train: Batch, rng: np.random.Generator) -> None:
         self._baseline = baseline
@@ -77,10 +84,15 @@ class Consistency(Detector):
         for rel in b.relations:
             res[:, rel.target] = rel.residual(z)
         self._zmean = np.zeros((n, f))
+        self._rmean = np.zeros((n, f))
+        strong = np.zeros(f, dtype=bool)
+        for rel in b.relations:
+            strong[rel.target] |= rel.r2 >= self.alarm_r2
         for i in range(n):
             self._hist.append(res[i])
             self._zhist.append(z[i])
-            contrib[i] = np.mean(self._hist, axis=0) / self.limit
+            self._rmean[i] = np.mean(self._hist, axis=0)
+            contrib[i] = np.where(strong, self._rmean[i] / self.limit, 0.0)
             self._zmean[i] = np.mean(self._zhist, axis=0)
             if np.max(np.abs(contrib[i])) < 0.5:
                 a = self.forget
@@ -97,12 +109,13 @@ class Consistency(Detector):
     def hypotheses(self, frame: int, contrib: np.ndarray) -> list[Hypothesis]:
         """Single-transmitter explanations of frame ``frame`` of the last batch, best first.
 
-        ``contrib`` is that frame's row of this detector's contributions."""
+        ``contrib`` (that frame's row of contributions) is kept for callers; the
+        residuals of every relation, weak ones too, come from the last batch."""
         b = self._baseline
         if b is None or not b.relations or frame >= len(self._zmean):
             return []
         rels = b.relations
-        r = np.array([contrib[rel.target] * self.limit for rel in rels])
+        r = np.array([self._rmean[frame][rel.target] for rel in rels])
         norm = float(np.linalg.norm(r))
         if norm == 0.0:
             return []
