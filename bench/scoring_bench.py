@@ -120,7 +120,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes: proves it runs")
     p.add_argument("--json", help="also write the rows as JSON to this file")
     args = p.parse_args()
-    n = 300 if args.quick else 3000
+    n = 150 if args.quick else 3000
     repeat = 1 if args.quick else 3
     import tempfile
 
