@@ -39,7 +39,7 @@ kind = "motor"
 [[asset.fault]]
 id = "m1-bearing"
 kind = "bearing_wear"
-start = 500
+start = 300
 ramp = 50
 duration = 5000
 severity = 0.8
@@ -51,7 +51,7 @@ kind = "motor"
 id = "m2-current-drift"
 kind = "sensor_drift"
 telemetry = "current"
-start = 500
+start = 450
 ramp = 100
 duration = 5000
 offset = 5.0
@@ -86,6 +86,26 @@ def events(fleet: Fleet, node: str) -> set[str]:
     return {e["id"] for a in alerts(fleet, node) for e in a["events"]}
 
 
+def cli(node: str, fleet: Fleet, *argv: str, op: bool = False) -> Any:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twinmesh",
+            *argv,
+            "--url",
+            fleet.nodes[node]["api"],
+            "--token",
+            fleet.tokens["operator" if op else "viewer"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 @pytest.fixture
 def setup(tmp_path: Path) -> Any:
     config = tmp_path / "plant" / "plant.toml"
@@ -110,11 +130,10 @@ def setup(tmp_path: Path) -> Any:
         receiver.wait(10)
 
 
-# Not in the default run: ~150 s, and it does not pass yet. The bearing-wear
-# alert with lineage passes on the real node; the current drift is not yet
-# labelled within 90 s on the node (it is in `score evaluate`), so the
-# split/heal, work-order and webhook steps after it have not been seen passing.
-# Run it with `pytest -m slow`.
+# Not in the default run (about a minute of wall time): `pytest -m slow`.
+# The faults start 30 s and 45 s of wall time after the plant: the node must have
+# finished its warm-up (6 s after it connects) before, or it learns the worn
+# bearing as this machine's normal.
 @pytest.mark.slow
 def test_plant_node_alerts_diagnoses_replicates_and_delivers_work_orders(setup: Any) -> None:
     fleet, received = setup
@@ -166,6 +185,13 @@ def test_plant_node_alerts_diagnoses_replicates_and_delivers_work_orders(setup: 
         "policy_version",
         "recommended_action",
     } <= set(lineage)
+
+    # The operator's CLI reads the asset's models and the alerts through NodeClient.
+    got = cli("plant-a", fleet, "score", "asset", m1)
+    assert got["phase"] == "scoring" and got["baseline"]["version"] >= 1
+    assert got["retrains"][0]["reason"].startswith("warm-up")
+    listed = cli("plant-a", fleet, "score", "alerts", "--entity", m1)["alerts"]
+    assert bearing["id"] in {a["id"] for a in listed}
 
     # Cut the plant off from central: it keeps scoring and alerting on its own.
     fleet.split("plant-a")
@@ -224,3 +250,39 @@ def test_plant_node_alerts_diagnoses_replicates_and_delivers_work_orders(setup: 
     # An illegal transition names the state.
     resp = fleet.request(central, "POST", f"/v1/workorders/{plant_id}/{wo_name}/complete", {})
     assert resp.status == 409 and "approved" in resp.json["reason"]
+    # Close the loop: schedule, complete with an outcome; the outcome is a label
+    # and the node reports each detector's precision over confirmed outcomes.
+    fleet.ok(central, "POST", f"/v1/workorders/{plant_id}/{wo_name}/schedule", {})
+    done = fleet.ok(
+        central,
+        "POST",
+        f"/v1/workorders/{plant_id}/{wo_name}/complete",
+        {"outcome": {"result": "fault_confirmed", "parts": "bearing 6205", "notes": "outer race"}},
+    )
+    assert done["state"] == "done"
+    precision = fleet.ok(central, "GET", "/v1/workorders")["precision"]
+    assert precision and all(p["precision"] == 1.0 for p in precision.values()), precision
+    wait_until(
+        lambda: (
+            fleet.ok("plant-a", "GET", f"/v1/workorders/{plant_id}/{wo_name}")["state"] == "done"
+        ),
+        30,
+        interval=0.5,
+        what="the completed work order back at its plant",
+    )
+
+    # An operator's retrain is recorded with its reason and starts a fresh warm-up.
+    got = cli("plant-a", fleet, "score", "retrain", m1, "--reason", "bearing replaced", op=True)
+    assert got["phase"] == "warm-up"
+    assert "requested: bearing replaced" in got["retrains"][-1]["reason"]
+
+    # A restart resumes from the stored models: scoring at once, no new warm-up.
+    fleet.restart("plant-a")
+    st = wait_until(
+        lambda: fleet.ok("plant-a", "GET", f"/v1/scoring/assets/{m2}"),
+        30,
+        interval=0.5,
+        what="motor-2's scoring state after the restart",
+    )
+    assert st["phase"] == "scoring" and st["warmup_frames"] == 0, st
+    assert any(r["reason"].startswith("restored model") for r in st["retrains"]), st["retrains"]

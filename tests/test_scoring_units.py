@@ -102,3 +102,103 @@ offset = 5.0
     assert m1[0]["diagnosis"]["label"] == "bearing_wear"
     assert m2 and all(e["diagnosis"]["kind"] == "sensor" for e in m2)
     assert m2[0]["diagnosis"]["tag"] == "current"
+
+
+def test_alert_events_are_made_plain_before_the_log_sees_them() -> None:
+    # Found on a real node: a process finding's evidence held inf ("no relation
+    # without this variable"), the log refused the event and the batch was lost.
+    from twinmesh.crdt import LocalProtocolError
+    from twinmesh.node.alerts._plain import plain_event
+
+    e = plain_event(
+        {
+            "id": "a:open:1",
+            "score": np.float64(2.5),
+            "evidence": {"rest": float("inf"), "x": np.array([1.0, np.nan]), 3: (1, 2)},
+            "ok": np.bool_(True),
+        }
+    )
+    assert e == {
+        "id": "a:open:1",
+        "score": 2.5,
+        "evidence": {"rest": None, "x": [1.0, None], "3": [1, 2]},
+        "ok": True,
+    }
+    assert type(e["score"]) is float
+    with pytest.raises(LocalProtocolError, match="no string id"):
+        plain_event({"score": 1.0})
+
+
+def test_models_are_versioned_artifacts_that_resume_without_warm_up(tmp_path) -> None:
+    # A restarted node loads each asset's newest artifact from a real SQLite file
+    # and scores the next frames exactly as the engine that learned it would.
+    import asyncio
+
+    from twinmesh.node.scoring._artifacts import ArtifactStore
+    from twinmesh.node.scoring._engine import EngineConfig, ScoringEngine
+
+    rng = np.random.default_rng(4)
+
+    def feed(eng: ScoringEngine, frames: range) -> list:
+        for n in frames:
+            load = 60 + 10 * np.sin(n / 15)
+            vals = {
+                "load": load + rng.normal(0, 0.3),
+                "current": 0.3 * load + rng.normal(0, 0.1),
+                "vibrationRms": 1.0 + rng.normal(0, 0.01),
+            }
+            for k, (name, v) in enumerate(vals.items()):
+                eng.add(
+                    seq=n * 3 + k,
+                    sample_id=f"{n}/{name}",
+                    entity="p/m",
+                    name=name,
+                    value=float(v),
+                    source_ts=1000.0 + n,
+                    received_ts=1000.0 + n,
+                    quality=0,
+                )
+        return eng.process(1000.0 + frames[-1] + 0.5)
+
+    cfg = EngineConfig(warmup=60)
+    a = ScoringEngine(config=cfg, seed=1)
+    feed(a, range(70))
+    state = a.export("p/m")
+    assert state is not None and state["baseline"].version == 1
+
+    async def roundtrip() -> dict:
+        store = ArtifactStore(tmp_path / "models.sqlite")
+        await store.open()
+        await store.save(
+            entity="p/m",
+            version=1,
+            feature_set="fs-1",
+            reason="warm-up",
+            frames=60,
+            trained_at=1060.0,
+            state=state,
+        )
+        await store.close()
+        store = ArtifactStore(tmp_path / "models.sqlite")  # "after a restart"
+        await store.open()
+        got = await store.latest("fs-1")
+        assert await store.latest("fs-2") == {}  # another feature set: warm up anew
+        assert [h["version"] for h in await store.history("p/m")] == [1]
+        await store.close()
+        return got
+
+    got = asyncio.run(roundtrip())
+    b = ScoringEngine(config=cfg, seed=1)
+    b.restore("p/m", got["p/m"][1])
+    assert b.describe("p/m")["phase"] == "scoring"
+    assert "restored model v1" in b.describe("p/m")["retrains"][-1]["reason"]
+    rng = np.random.default_rng(9)
+    ra = feed(a, range(70, 80))
+    rng = np.random.default_rng(9)
+    rb = feed(b, range(70, 80))
+    assert len(rb) == len(ra) == 10
+    assert [r.model_version for r in rb] == [1] * 10
+    # The next retrain is v2, not v1 again: versions are never reused.
+    b.retrain("p/m", reason="bearing replaced", at=2000.0)
+    feed(b, range(80, 145))
+    assert b.describe("p/m")["baseline"]["version"] == 2

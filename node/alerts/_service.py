@@ -19,6 +19,7 @@ from twinmesh.crdt import FLEET_HOME, LocalProtocolError
 
 from ._lifecycle import next_state
 from ._log import ALERT_LOG_MODEL, alert_log_entity, fold_alerts
+from ._plain import plain_event
 from ._policy import (
     DEFAULT_POLICY,
     POLICY_ENTITY,
@@ -45,6 +46,7 @@ class AlertService:
         self.tracker = AlertTracker(node=node.config.name, policy=self.policy, model_of=model_of)
         self.on_event: list[Callable[[dict[str, Any]], Any]] = []
         self.raised = 0
+        self.refused = 0  # events that could not be made plain data (see record)
         self._policy_cache: tuple[str, AlertPolicy] | None = None
 
     # -- policy ----------------------------------------------------------------------
@@ -109,10 +111,22 @@ class AlertService:
             events += self.tracker.observe(r, now=now, lineage=lineage)
         return events
 
-    async def record(self, events: Sequence[dict[str, Any]]) -> None:
-        """Make events durable in this node's log (one write for the batch)."""
+    async def record(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Make events durable in this node's log (one write for the batch).
+
+        Each event is made plain first (:func:`~._plain.plain_event`); one that
+        cannot be is refused alone, logged and counted in ``refused``, so a
+        detector's odd evidence never costs the batch's other events."""
+        clean: list[dict[str, Any]] = []
+        for e in events:
+            try:
+                clean.append(plain_event(e))
+            except LocalProtocolError as exc:
+                self.refused += 1
+                log.error("alert event refused: %s", exc.reason)
+        events = clean
         if not events:
-            return
+            return []
         eid = alert_log_entity(self.node.config.name)
         await self.node.write_many(
             *[
@@ -137,6 +151,7 @@ class AlertService:
             )
             for hook in self.on_event:
                 await hook(e)
+        return events
 
     async def act(self, alert_id: str, action: str, *, by: str, note: str = "") -> dict[str, Any]:
         """A person acknowledges or clears an alert (at any node; the event is ours)."""

@@ -39,6 +39,8 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 def add_scoring_routes(routes: web.RouteTableDef, node: Any, require: Callable[..., str]) -> None:
+    add_scoring_asset_routes(routes, node, require)
+
     @routes.get("/v1/alerts")
     async def list_alerts(request: web.Request) -> web.Response:
         require(request, Role.VIEWER)
@@ -156,6 +158,38 @@ def add_scoring_routes(routes: web.RouteTableDef, node: Any, require: Callable[.
         return web.json_response(body)
 
 
+def add_scoring_asset_routes(
+    routes: web.RouteTableDef, node: Any, require: Callable[..., str]
+) -> None:
+    """One asset's baseline, detectors and retrains; an operator's retrain."""
+
+    @routes.get("/v1/scoring/assets/{entity:.+}")
+    async def asset(request: web.Request) -> web.Response:
+        require(request, Role.VIEWER)
+        entity = request.match_info["entity"]
+        got = node.scoring.engine.describe(entity) if node.scoring is not None else None
+        if got is None:
+            return _err(404, "unknown-asset", f"no scored asset {entity!r} on this node")
+        got["feature_set"] = FEATURE_SET.version
+        return web.json_response(got)
+
+    @routes.post("/v1/scoring/retrain/{entity:.+}")
+    async def retrain(request: web.Request) -> web.Response:
+        who = require(request, Role.OPERATOR)
+        entity = request.match_info["entity"]
+        data = await _json_body(request) if request.can_read_body else {}
+        reason = data.get("reason", "")
+        if not isinstance(reason, str) or not 0 < len(reason) <= 500:
+            return _err(400, "bad-reason", "reason: a string of 1..500 characters is required")
+        svc = node.scoring
+        if svc is None or not svc.engine.retrain(
+            entity, reason=f"{reason} (by {who})", at=node.clock()
+        ):
+            return _err(404, "unknown-asset", f"no scored asset {entity!r} on this node")
+        await svc.persist_now()
+        return web.json_response(svc.engine.describe(entity))
+
+
 def openapi_paths(
     op: Any, path_param: Any, query_param: Any, auth: tuple[int, ...]
 ) -> dict[str, Any]:
@@ -242,6 +276,28 @@ def openapi_paths(
                 )
             }
             for a in ("approve", "schedule", "complete", "cancel")
+        },
+        "/v1/scoring/assets/{entity}": {
+            "get": op(
+                "One asset's baseline, detectors, model version and retrains with reasons",
+                "viewer",
+                "the asset's scoring state",
+                *auth,
+                404,
+                params=[path_param("entity")],
+            )
+        },
+        "/v1/scoring/retrain/{entity}": {
+            "post": op(
+                "Relearn an asset's baseline from a fresh warm-up (reason recorded)",
+                "operator",
+                "the asset's scoring state",
+                400,
+                *auth,
+                404,
+                params=[path_param("entity")],
+                body={"type": "object", "properties": {"reason": {"type": "string"}}},
+            )
         },
         "/v1/scoring": {
             "get": op(

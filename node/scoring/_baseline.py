@@ -22,15 +22,14 @@ regressed (ridge) on the other process variables of the asset and on the
 tonal vibration lines (1x, 2x running speed), which measure the running speed
 a pump or spindle may not report otherwise. A relation is
 kept when it explains at least ``min_r2`` (0.9) of the variable's variance in the
-warm-up. For isolation, each relation is also fitted once without each
-other variable: if variable *j*'s transmitter drifts, the relations that do
-not use *j* stay consistent, and that pattern names *j* as the faulty sensor.
+warm-up. Which transmitter broke a relation is told by the relations' fault
+signatures (``_consistency``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,8 +67,6 @@ class Baseline:
     trained_at: float  # source time of the last warm-up frame
     reason: str
     relations: tuple[Relation, ...] = ()
-    #: (target, excluded input) -> relation without that input, for isolation
-    without: dict[tuple[int, int], Relation] = field(default_factory=dict)
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         return (x - self.center) / self.scale
@@ -162,17 +159,12 @@ def learn_baseline(
     z = (x - med) / scale
     process = [i for i, r in enumerate(roles) if r == "process"]
     relations: list[Relation] = []
-    without: dict[tuple[int, int], Relation] = {}
     for k in process:
         others = [i for i in process if i != k]
         rel = _fit(z, k, others + list(tonal))
         if rel is None or rel.r2 < min_r2:
             continue
         relations.append(rel)
-        for j in others:
-            sub = _fit(z, k, [i for i in others if i != j] + list(tonal))
-            if sub is not None and sub.r2 >= min_r2:
-                without[(k, j)] = sub
     return Baseline(
         version=version,
         features=tuple(features),
@@ -184,5 +176,4 @@ def learn_baseline(
         trained_at=trained_at,
         reason=reason,
         relations=tuple(relations),
-        without=without,
     )

@@ -10,7 +10,7 @@ from ._engine import DETECTORS, EngineConfig
 __all__ = ["parse_scoring_tables"]
 
 _INTS = ("warmup", "drift_window", "dropout_frames")
-_FLOATS = ("drift_limit", "stale_after")
+_FLOATS = ("drift_limit", "stale_after", "relation_r2")
 
 
 def parse_scoring_tables(raw: dict[str, Any]) -> tuple[EngineConfig | None, WebhookSettings | None]:
@@ -34,6 +34,10 @@ def parse_scoring_tables(raw: dict[str, Any]) -> tuple[EngineConfig | None, Webh
                 v = t[k]
                 if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1e6:
                     raise ValueError(f"scoring.{k}: expected a positive number, found {v!r}")
+                if k == "relation_r2" and v > 1:
+                    raise ValueError(
+                        f"scoring.relation_r2: expected a share in (0, 1], found {v!r}"
+                    )
                 kw[k] = float(v)
         if "detectors" in t:
             d = t["detectors"]

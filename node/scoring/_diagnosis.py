@@ -8,12 +8,11 @@ physical redundancy, not from names of assets or faults:
 
 * A transmitter fault is local: a **stuck** tag (the quality checker's STUCK
   flag: the same value repeated exactly), a tag that stopped reporting while
-  its siblings report (**dropout**), or a process variable that breaks its
-  relations with the others while every relation that does not involve it
-  still holds (**drift**; the isolation test of ``Consistency.isolate``).
-  A drifting current transmitter breaks "current ~ load, speed" and nothing
-  else: it is labelled a sensor fault and the action is to check the
-  transmitter, not to pull the motor.
+  its siblings report (**dropout**), or a process variable whose bias alone
+  explains every broken relation, at an ordinary operating point (**drift**;
+  ``Consistency.hypotheses``). A drifting current transmitter breaks
+  "current ~ load, speed": it is labelled a sensor fault and the action is to
+  check the transmitter, not to pull the motor.
 * A machine fault moves physically coupled readings together: bearing
   damage raises the vibration condition indicators (the impulsive ones —
   kurtosis, the bearing band — first: Randall & Antoni, MSSP 25 (2011)); a
@@ -101,7 +100,8 @@ def diagnose(
     consistency: np.ndarray,
     residual: np.ndarray,
     iforest: float,
-    isolate: Any,  # callable(int) -> float
+    hypotheses: Any,  # callable() -> list[Hypothesis], best first
+    scale: np.ndarray,
     stuck: Sequence[str],
     missing: Mapping[str, int],
     dropout_frames: int,
@@ -241,15 +241,22 @@ def diagnose(
         if abs(consistency[i]) >= 1.0 and base_tag(features[i]) not in explained and i not in skip
     ]
     if proc:
-        # The suspect is the variable whose removal leaves every other relation
-        # consistent (argmin of the rest); ties go to the larger residual.
-        ranked = sorted(proc, key=lambda i: (isolate(i), -abs(consistency[i])))
-        j = ranked[0]
-        rest = isolate(j)
-        tag = base_tag(features[j])
-        score = float(abs(consistency[j]))
-        others = [i for i in proc if i != j]
-        if rest < 0.5:
+        # One transmitter that explains the broken relations (see
+        # Consistency.hypotheses) is a sensor fault; no single one: the process.
+        hyps = [h for h in hypotheses() if base_tag(features[h.feature]) not in explained]
+        best = hyps[0] if hyps and hyps[0].unexplained < 0.5 else None
+        score = float(max(abs(consistency[i]) for i in proc))
+        if best is not None:
+            j = best.feature
+            tag = base_tag(features[j])
+            rival = next((h for h in hyps[1:] if h.unexplained < 0.5), None)
+            # Two transmitters explaining it about as well (a likelihood ratio
+            # under e^5): which one is not known yet, so the finding holds the
+            # condition but does not raise it until the evidence separates them.
+            margin = math.inf if rival is None else rival.cost - best.cost
+            if margin < 10.0:
+                score = min(score, 0.9)
+            others = [i for i in proc if i != j]
             out.append(
                 Finding(
                     key=f"sensor:drift:{tag}",
@@ -257,13 +264,25 @@ def diagnose(
                     label="drift",
                     tag=tag,
                     score=score,
-                    confidence=_confidence(score * (1.0 - rest)),
+                    confidence=_confidence(
+                        score * (1.0 - best.unexplained) * min(margin / 20, 1.0)
+                    ),
                     detectors={"consistency": round(score, 3)},
                     evidence={
                         "features": _ev(features, [j, *others], consistency, x, center),
-                        "relations_without_it": round(rest, 3),
-                        "note": f"{tag} disagrees with the readings it is physically tied to,"
-                        " while every relation that does not use it still holds",
+                        "estimated_offset": round(best.shift * float(scale[j]), 6),
+                        "unexplained": round(best.unexplained, 3),
+                        "alternatives": [
+                            {
+                                "tag": base_tag(features[h.feature]),
+                                "unexplained": round(h.unexplained, 3),
+                                "implausibility": round(h.implausibility, 3),
+                                "cost": round(h.cost, 3),
+                            }
+                            for h in hyps[:3]
+                        ],
+                        "note": f"one faulty {tag} transmitter explains every broken relation,"
+                        " and the operating point it implies is ordinary",
                     },
                 )
             )
@@ -279,7 +298,9 @@ def diagnose(
                     detectors={"consistency": round(score, 3)},
                     evidence={
                         "features": _ev(features, proc, consistency, x, center),
-                        "relations_without_strongest": round(rest, 3),
+                        "best_single_transmitter_unexplained": (
+                            round(hyps[0].unexplained, 3) if hyps else None
+                        ),
                     },
                 )
             )

@@ -67,6 +67,11 @@ class EngineConfig:
     stale_after: float = 1.0  # at least this many seconds without any frame ...
     # ... and dropout_frames typical frame intervals: the whole asset dropped out
     detectors: tuple[str, ...] = ("rolling-z", "ewma", "iforest", "consistency", "residual")
+    #: A relation between process variables is kept when it explains this share
+    #: of the target's warm-up variance. 0.9 dropped the weak speed ~ load, current
+    #: relation of a motor, and without it a current drift and a load drift look
+    #: alike (measured on a real node: the drift was named on the load transmitter).
+    relation_r2: float = 0.7
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -76,6 +81,7 @@ class EngineConfig:
             "dropout_frames": self.dropout_frames,
             "stale_after": self.stale_after,
             "detectors": list(self.detectors),
+            "relation_r2": self.relation_r2,
         }
 
 
@@ -136,6 +142,7 @@ class _Asset:
     interval: float = 0.0  # running mean of the time between frames (receive time)
     stale: bool = False
     scored: int = 0
+    last_version: int = 0  # newest model version of this asset (restored ones too)
 
 
 class ScoringEngine:
@@ -299,11 +306,8 @@ class ScoringEngine:
 
     def _fit(self, a: _Asset, x: np.ndarray, *, reason: str, at: float) -> None:
         roles = roles_of(a.features, self.fs)
-        version = (
-            (a.baseline.version + 1)
-            if a.baseline is not None
-            else (1 + sum(1 for r in self.retrains if r.entity == a.entity and r.version > 0))
-        )
+        version = a.last_version + 1
+        a.last_version = version
         b = learn_baseline(
             x,
             a.features,
@@ -311,6 +315,7 @@ class ScoringEngine:
             version=version,
             trained_at=at,
             reason=reason,
+            min_r2=self.config.relation_r2,
             tonal=[
                 i
                 for i, f in enumerate(a.features)
@@ -385,7 +390,12 @@ class ScoringEngine:
                 consistency=cons[i],
                 residual=res[i],
                 iforest=float(iso[i]),
-                isolate=(cons_det.isolate if cons_det is not None else (lambda j: float("inf"))),
+                hypotheses=(
+                    (lambda i=i: cons_det.hypotheses(i, cons[i]))
+                    if cons_det is not None
+                    else (lambda: [])
+                ),
+                scale=b.scale,
                 stuck=sorted(frame.stuck),
                 missing=dict(a.missing),
                 via_vibration=via_vib,
@@ -483,6 +493,60 @@ class ScoringEngine:
                     )
                 )
         return out
+
+    def export(self, entity: str) -> dict[str, Any] | None:
+        """The fitted state of ``entity`` (baseline, layout, detectors): an artifact."""
+        a = self.assets.get(entity)
+        if a is None or a.baseline is None:
+            return None
+        return {
+            "features": a.features,
+            "baseline": a.baseline,
+            "detectors": a.detectors,
+            "cohort": a.cohort,
+        }
+
+    def restore(self, entity: str, state: Mapping[str, Any]) -> None:
+        """Resume ``entity`` from an artifact: scoring at once, no warm-up."""
+        a = self._asset(entity)
+        b = state["baseline"]
+        a.baseline = b
+        a.features = tuple(state["features"])
+        a.detectors = list(state["detectors"])
+        a.last_version = max(a.last_version, b.version)
+        # Frames close as soon as every tag the model knows has arrived.
+        self.frames.expected.setdefault(entity, set()).update(
+            f for f in a.features if ":" not in f and "." not in f
+        )
+        cohort = self.cohorts.setdefault(a.cohort, Cohort())
+        for d in a.detectors:
+            if isinstance(d, RollingZ):
+                d.cohort = cohort  # the live cohort, not the pickled snapshot of it
+        self.retrains.append(
+            Retrain(
+                entity=entity,
+                version=b.version,
+                at=b.trained_at,
+                frames=b.frames,
+                reason=f"restored model v{b.version} ({b.reason})",
+            )
+        )
+
+    def retrain(self, entity: str, *, reason: str, at: float) -> bool:
+        """Relearn ``entity`` 's baseline from a fresh warm-up (an operator's request:
+        a replaced bearing, a recalibrated transmitter); recorded with its reason."""
+        a = self.assets.get(entity)
+        if a is None:
+            return False
+        a.baseline = None
+        a.detectors = []
+        a.warm = []
+        a.pending = []
+        a.missing.clear()
+        self.retrains.append(
+            Retrain(entity=entity, version=-1, at=at, frames=0, reason=f"requested: {reason}")
+        )
+        return True
 
     def is_stale(self, entity: str) -> bool:
         a = self.assets.get(entity)

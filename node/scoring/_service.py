@@ -25,6 +25,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from ._artifacts import ArtifactStore
 from ._engine import EngineConfig, FrameResult, ScoringEngine
 from ._features import FEATURE_SET
 
@@ -53,7 +54,11 @@ class ScoringService:
             seed=sum(node.config.name.encode()),
             skip=self._skip,
         )
-        self.cursor = 0
+        self.cursor = 0  # acknowledged to the buffer
+        self.fed = 0  # fed to the engine
+        self._unrecorded: list[dict[str, Any]] = []
+        self.artifacts: ArtifactStore | None = None
+        self._saved = 0  # engine.retrains already saved as artifacts
         self.samples = 0
         self.latencies: deque[float] = deque(maxlen=10000)  # sample received -> event durable
         self.newest_received = 0.0
@@ -73,6 +78,34 @@ class ScoringService:
     async def open(self) -> None:
         assert self.node.telemetry is not None
         self.cursor = await self.node.telemetry.buffer.register_consumer(CONSUMER)
+        self.fed = self.cursor
+        self.artifacts = ArtifactStore(self.node.config.data_dir / "scoring-models.sqlite")
+        await self.artifacts.open()
+        for entity, (_version, state) in sorted(
+            (await self.artifacts.latest(FEATURE_SET.version)).items()
+        ):
+            if entity in self.models:
+                self.engine.restore(entity, state)
+        self._saved = len(self.engine.retrains)
+
+    async def persist_now(self) -> None:
+        """Save every model learned since the last save as a versioned artifact."""
+        new, self._saved = self.engine.retrains[self._saved :], len(self.engine.retrains)
+        for r in new:
+            if r.version <= 0 or r.reason.startswith("restored"):
+                continue
+            state = self.engine.export(r.entity)
+            if state is None:
+                continue
+            await self.artifacts.save(
+                entity=r.entity,
+                version=r.version,
+                feature_set=FEATURE_SET.version,
+                reason=r.reason,
+                frames=r.frames,
+                trained_at=r.at,
+                state=state,
+            )
         await self.alerts.ensure_log()
 
     def start(self) -> None:
@@ -83,6 +116,8 @@ class ScoringService:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.artifacts is not None:
+            await self.artifacts.close()
 
     def lineage(self, result: FrameResult, finding: Finding) -> dict[str, Any]:
         tags = {finding.tag} if finding.tag else set()
@@ -131,28 +166,55 @@ class ScoringService:
         return out
 
     async def step(self) -> int:
-        """Score what is committed after the cursor; returns samples consumed."""
+        """Score what is committed after the cursor; returns samples consumed.
+
+        Samples fed to the engine (``fed``) and samples acknowledged to the
+        buffer (``cursor``) are two cursors: the engine is stateful (frames,
+        EWMA, hysteresis), so a batch is fed exactly once; events whose write
+        failed are kept and written first on the next step, and only then is
+        the buffer acknowledged past them (a crash in between re-reads the
+        samples after a restart; event ids are deterministic, so the re-raised
+        events are the same log entries)."""
         tel = self.node.telemetry
         assert tel is not None
-        batch = await tel.buffer.read_after(self.cursor, _BATCH)
+        if self._unrecorded:
+            await self._record(self._unrecorded)
+            self._unrecorded = []
+            await self._ack()
+        batch = await tel.buffer.read_after(self.fed, _BATCH)
         now = self.node.clock()
         if batch:
             self.engine.add_stored(batch)
             self.samples += len(batch)
+            self.fed = batch[-1].seq
             self.newest_received = max(self.newest_received, batch[-1].sample.received_ts)
         results = self.engine.process(now)
+        if len(self.engine.retrains) > self._saved:
+            await self.persist_now()
         events = self.alerts.observe(results, self.lineage)
-        await self.alerts.record(events)
+        try:
+            await self._record(events)
+        except Exception:
+            self._unrecorded = events
+            raise
+        await self._ack()
+        return len(batch)
+
+    async def _record(self, events: list[dict[str, Any]]) -> None:
+        recorded = await self.alerts.record(events)
         done = self.node.clock()
-        for e in events:
+        for e in recorded:
             if e["type"] in ("open", "reopen", "escalate"):
-                sensors = e.get("lineage", {}).get("sensors", [])
+                sensors = (e.get("lineage") or {}).get("sensors", [])
                 if sensors:
                     self.latencies.append(done - max(s["ingest_ts"] for s in sensors))
-        if batch:
-            self.cursor = batch[-1].seq
+
+    async def _ack(self) -> None:
+        tel = self.node.telemetry
+        assert tel is not None
+        if self.fed > self.cursor:
+            self.cursor = self.fed
             await tel.buffer.ack(CONSUMER, self.cursor)
-        return len(batch)
 
     async def _run(self) -> None:
         tel = self.node.telemetry
@@ -162,7 +224,7 @@ class ScoringService:
                 n = await self.step()
                 if n < _BATCH:
                     # Wake on the next commit, or after a second for the dropout sweep.
-                    await tel.buffer.wait_after(self.cursor, timeout=1.0)
+                    await tel.buffer.wait_after(self.fed, timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception:
