@@ -21,7 +21,6 @@ from ._runner import RunResult
 __all__ = ["checkers_json", "result_json", "svg_timeline", "text_report"]
 
 
-
 def checkers_json(verdicts: Iterable[Verdict]) -> dict[str, dict[str, Any]]:
     """Each checker's verdict as the JSON reports carry it (simulated and real runs alike)."""
     return {
@@ -34,6 +33,7 @@ def checkers_json(verdicts: Iterable[Verdict]) -> dict[str, dict[str, Any]]:
         }
         for v in verdicts
     }
+
 
 def _t(seconds: float) -> str:
     if seconds < 60:
