@@ -366,6 +366,7 @@ class SyncEngine:
         self._stamp = 0
         self._changed: dict[str, int] = {}
         self._vv_total = 0
+        self._vv_plain: dict[str, int] = {}  # self.vv as a plain dict, for the hot loops
         # The incremental horizon: per origin, how many live members (not us,
         # not evicted) are known to hold it up to each value (absent = 0;
         # values no member holds are not keys), so min() of the keys is what
@@ -510,7 +511,7 @@ class SyncEngine:
 
     def changed_since(self, stamp: int) -> dict[str, int]:
         """The entries of our vector that advanced after ``stamp``, current values."""
-        vv = self.vv
+        vv = self._vv_plain
         out: dict[str, int] = {}
         for origin, s in reversed(self._changed.items()):
             if s <= stamp:
@@ -524,6 +525,7 @@ class SyncEngine:
         if n <= old:
             return
         self.vv = self.vv.advanced(origin, n)
+        self._vv_plain[origin] = n
         self._vv_total += n - old
         self._stamp += 1
         changed = self._changed
@@ -540,6 +542,7 @@ class SyncEngine:
             self._advance(origin, n)
         if vv != self.vv:  # it went back: no change log describes that
             self.vv = vv
+            self._vv_plain = vv.as_dict()
             self._vv_total = sum(vv.values())
             self._stamp += 1
             self._changed = dict.fromkeys(sorted(vv), self._stamp)
@@ -864,7 +867,7 @@ class SyncEngine:
         otherwise the origins it lacked last time and those that changed here
         since (nothing else can have become lacking: its vector only grows)."""
         get = member.known.get
-        vv = self.vv
+        vv = self._vv_plain
         if member.pending_stamp < 0:
             lacking = sorted(o for o, n in vv.items() if n > get(o, 0))
         else:
