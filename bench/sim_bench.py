@@ -128,6 +128,7 @@ def speed(report: Report, n: int, minutes: float, goal: float, *, profile: bool)
 #: write per plant per 2 minutes (the fleet scenarios' load: gossip
 #: dominates, and wall per message is the flat line).
 GROWTH = ((10, 120.0), (25, 60.0), (50, 30.0), (100, 15.0), (250, 6.0), (500, 4.0))
+STEADY_GROWTH = ((10, 60.0), (25, 40.0), (50, 30.0), (100, 20.0), (250, 20.0), (500, 20.0))
 GROWTH_SPARSE = ((10, 300.0), (25, 240.0), (50, 120.0), (100, 60.0), (250, 40.0), (500, 30.0))
 
 
@@ -169,6 +170,40 @@ def growth(
             f"checkers {'pass' if result.ok else 'FAIL'}",
         )
         prev = (us_msg * 0.5, us_write / (n + 1) * 0.5, n, result.messages, seconds)
+
+
+def marginal_growth(
+    report: Report, sizes: tuple[tuple[int, float], ...], budget: float, *, rate: str
+) -> None:
+    """Steady state only: each size run for T and 2T simulated seconds; the
+    difference (wall, messages, writes) is what the second T cost, without
+    the fleet's start (every engine learning every member, every plant's
+    first write joined everywhere), which grows with n squared and would
+    otherwise hide a flat line."""
+    for n, seconds in sizes:
+        runs = []
+        t_start = time.perf_counter()
+        for t in (seconds, 2 * seconds):
+            t0 = time.perf_counter()
+            result = Simulation(steady(n, t, rate=rate), 1).run()
+            runs.append((time.perf_counter() - t0, result))
+        (w1, r1), (w2, r2) = runs
+        dw, dm, dwr = w2 - w1, r2.messages - r1.messages, r2.writes - r1.writes
+        report.row(
+            f"steady growth ({rate} per plant), {n} plants: marginal wall per message",
+            1e6 * dw / max(1, dm),
+            "us",
+            reference="marginal wall per write",
+            ref_value=1e6 * dw / max(1, dwr),
+            ref_unit="us",
+            goal="flat in n",
+            note=f"runs of {seconds:g} and {2 * seconds:g} simulated s: {seconds / dw:.1f}x real "
+            f"time in the second {seconds:g} s, {dm:,} messages, {dwr:,} writes; "
+            f"checkers {'pass' if r1.ok and r2.ok else 'FAIL'}",
+        )
+        if time.perf_counter() - t_start > budget:
+            report.note(f"steady growth: stopped after {n} plants (over {budget:.0f} s of wall)")
+            return
 
 
 def _per_s(rate: str) -> float:
@@ -433,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     growth(report, sizes, args.growth_budget)
     sparse = ((3, 60.0), (5, 30.0)) if args.quick else GROWTH_SPARSE
     growth(report, sparse, args.growth_budget, rate="1/2m")
+    steady_sizes = ((3, 20.0), (5, 20.0)) if args.quick else STEADY_GROWTH
+    marginal_growth(report, steady_sizes, 2 * args.growth_budget, rate="1/2m")
     if args.growth_only:
         report.print()
         if args.json:
