@@ -27,6 +27,13 @@ route to a peer differently (a proxy, a NAT) still agree. A message that
 carries a member list also carries the hash of exactly that list; a list
 that names a replica twice or does not match its hash is refused.
 
+Vectors travel the same way (version 4): a digest, or the vector in a
+reply, may hold only the entries that changed since the sender last told
+this receiver (``partial``), with ``total`` — the sum of the whole vector mod
+2**64 — so the receiver can tell whether its merged copy is the whole thing
+(copies only lag, so equal sums mean equal vectors) and, if not, ask for a
+whole one with ``resync``. Snapshots always carry whole vectors.
+
 ``decode_message`` checks every field; anything malformed raises
 ``RemoteProtocolError`` with a reason.
 """
