@@ -543,14 +543,16 @@ class Simulation:
     def _links_changed(self) -> None:
         now = self.loop.now
         names = self.names
-        up = self.network.is_up
+        # Per node, how many of its links (both directions) are down: the
+        # network keeps the set of down links, so this costs what is down.
+        down: dict[str, int] = dict.fromkeys(names, 0)
+        for a, b in self.network.down:
+            if a != b:
+                down[a] += 1
+                down[b] += 1
+        total = 2 * (len(names) - 1)
         for a in names:
-            total = 0
-            ok = 0
-            for b in names:
-                if a != b:
-                    total += 2
-                    ok += up(a, b) + up(b, a)
+            ok = total - down[a]
             status = "ok" if ok == total else ("isolated" if ok == 0 else "partial")
             node = self.nodes[a]
             if node.status[-1][1] != status:
