@@ -1408,9 +1408,10 @@ class SyncEngine:
         for r, m in sorted(self.members.items()):
             if r == self.replica:
                 continue
-            theirs = m.known_vv
-            they_lack = sum(max(0, n - theirs[o]) for o, n in self.vv.items())
-            we_lack = sum(max(0, n - self.vv[o]) for o, n in theirs.items())
+            get = m.known.get
+            mine = self._vv_plain.get
+            they_lack = sum(max(0, n - get(o, 0)) for o, n in self._vv_plain.items())
+            we_lack = sum(max(0, n - mine(o, 0)) for o, n in m.known.items())
             out[r] = (they_lack, we_lack)
         return out
 
