@@ -150,7 +150,7 @@ FULL_VECTOR_EVERY = 64
 #: an expander across partitions (epidemic spread stays O(log n) rounds), and
 #: a view member that fails is replaced by a random member.
 VIEW_SIZE = 8
-RANDOM_PICK = 16
+RANDOM_PICK = 32
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -577,22 +577,25 @@ class SyncEngine:
         if not partial:
             # Replaced, not merged: a peer may have come back with less (a
             # fresh data directory), and must then be sent what it lost.
-            if known != vv:
+            whole = vv.as_dict()
+            if known != whole:
                 if counted:
                     get = known.get
-                    for origin, new in vv.items():
+                    move = self._hz_move
+                    for origin, new in whole.items():
                         old = get(origin, 0)
                         if new != old:
-                            self._hz_move(origin, old, new)
+                            move(origin, old, new)
                     for origin, old in known.items():
-                        if origin not in vv:
-                            self._hz_move(origin, old, 0)
-                member.known = vv.as_dict()
-                member.known_total = sum(member.known.values())
+                        if origin not in whole:
+                            move(origin, old, 0)
+                member.known = whole
+                member.known_total = sum(whole.values())
                 member.pending_stamp = -1
             member.want_resync = False
             return
         get = known.get
+        move = self._hz_move
         moved = 0
         for origin, n in vv.items():
             old = get(origin, 0)
@@ -600,7 +603,7 @@ class SyncEngine:
                 known[origin] = n
                 moved += n - old
                 if counted:
-                    self._hz_move(origin, old, n)
+                    move(origin, old, n)
         member.known_total += moved
         # Equal sums mean equal vectors (ours only lags theirs, entry by
         # entry); a smaller one: a partial vector of theirs was lost or
@@ -625,6 +628,7 @@ class SyncEngine:
         else:
             del counts[old]
             self._dirty.add(origin)  # the horizon may have moved up
+        # Equal-value members share one key: in a fleet in step, a handful.
         counts[new] = counts.get(new, 0) + 1
 
     def _hz_join(self, member: Member) -> None:
