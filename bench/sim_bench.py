@@ -474,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
     growth(report, sparse, args.growth_budget, rate="1/2m")
     steady_sizes = ((3, 20.0), (5, 20.0)) if args.quick else STEADY_GROWTH
     marginal_growth(report, steady_sizes, 2 * args.growth_budget, rate="1/2m")
+    # The same at a fixed fleet-wide write rate (4 writes/s in all): with a
+    # per-plant rate what changes between two contacts grows with n, so a
+    # cost O(what changed) still grows; at a fixed total rate it is flat.
+    for n, seconds in steady_sizes:
+        marginal_growth(report, ((n, seconds),), 2 * args.growth_budget, rate=f"1/{n / 4:g}s")
     if args.growth_only:
         report.print()
         if args.json:
