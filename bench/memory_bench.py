@@ -120,6 +120,51 @@ def _child(path: str) -> None:
     )
 
 
+def _engine_child(plants: int) -> None:
+    """In a fresh process: central's SyncEngine for ``plants`` plants, once it
+    holds every origin and knows every member's whole vector (what a fleet
+    that has gossiped for a while holds per member: its vector, the
+    incremental horizon's counts), without the state or logs. RSS added."""
+    import random
+
+    from twinmesh.crdt import ReplicaState, VersionVector
+    from twinmesh.node._models import load_schemas
+    from twinmesh.sync import FleetAuthority, MemberInfo, SyncEngine
+
+    rng = random.Random(1)
+    authority = FleetAuthority(rng)
+    names = ["central", *(f"plant-{p:03d}" for p in range(plants))]
+    ids = [authority.new_identity(n, rng) for n in names]
+    seeds = [MemberInfo(credential=i.credential, address=i.replica, last_contact=-1.0) for i in ids]
+    state = ReplicaState("central", load_schemas())
+    before = _rss()
+    engine = SyncEngine(
+        identity=ids[0],
+        state=state,
+        fleet_public_key=authority.public_key,
+        seeds=seeds,
+        rng=random.Random(2),
+        now=0.0,
+    )
+    full = VersionVector({n: 1_000_000 + k for k, n in enumerate(names)})
+    for n in names[1:]:
+        engine._advance(n, full[n])
+    for member in list(engine.members.values())[1:]:
+        engine._take_vector(member, full, partial=False, total=None)
+    after = _rss()
+    print(json.dumps({"rss": after - before, "members": len(names)}))
+
+
+def _measure_engine(plants: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--engine-child", str(plants)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def _measure(plants: int, entities: int, written: bool, text: bool) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
         data = [_plant_batches(f"plant-{p:03d}", entities, written, text) for p in range(plants)]
@@ -150,9 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.add_argument("--text", action="store_true", help="also write a text note per twin")
     p.add_argument("--child", metavar="FILE", help=argparse.SUPPRESS)
+    p.add_argument("--engine-child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         _child(args.child)
+        return 0
+    if args.engine_child:
+        _engine_child(args.engine_child)
         return 0
     t0 = time.perf_counter()
     report = Report("memory at central" + (" (--quick)" if args.quick else ""))
@@ -217,6 +266,23 @@ def main(argv: list[str] | None = None) -> int:
         goal="(report)",
         note=f"extrapolated; a 24 GiB machine holds ~{24 * GIB / per_entity / 1e6:.1f} M such "
         "twins in the state alone",
+    )
+    # The sync engine's own share grows with the fleet squared (every member's
+    # vector has an entry per origin): measured at three fleet sizes.
+    engine_sizes = [10, 20] if args.quick else [100, 250, 500]
+    engines = [_measure_engine(n) for n in engine_sizes]
+    top = engines[-1]
+    per_entry = top["rss"] / (top["members"] ** 2)
+    report.row(
+        f"sync engine at central, {top['members']} members (vectors + horizon)",
+        top["rss"] / 2**20,
+        "MiB",
+        reference="the state of 500 x 1,000 twins",
+        ref_value=per_entity * fleet / 2**20,
+        ref_unit="MiB",
+        goal="(report)",
+        note=", ".join(f"{r['members']} members: {r['rss'] / 2**20:.1f} MiB" for r in engines)
+        + f"; ~{per_entry:.0f} B per (member x origin) entry, so O(members^2)",
     )
     report.note(f"whole run {time.perf_counter() - t0:.1f} s")
     report.print()

@@ -122,44 +122,123 @@ def speed(report: Report, n: int, minutes: float, goal: float, *, profile: bool)
 
 #: Fleet sizes of the growth curve and the simulated seconds of each run
 #: (shorter for bigger fleets, so that each run stays within a minute or so).
-GROWTH = ((10, 120.0), (25, 60.0), (50, 30.0), (100, 15.0), (250, 4.0), (500, 2.0))
+#: Two workloads: one write per plant per second (the speed goals' load:
+#: every write is joined at every replica, so wall per write grows with the
+#: fleet by design; wall per write per replica is the flat line), and one
+#: write per plant per 2 minutes (the fleet scenarios' load: gossip
+#: dominates, and wall per message is the flat line).
+GROWTH = ((10, 120.0), (25, 60.0), (50, 30.0), (100, 15.0), (250, 6.0), (500, 4.0))
+STEADY_GROWTH = ((10, 60.0), (25, 40.0), (50, 30.0), (100, 20.0), (250, 20.0), (500, 20.0))
+GROWTH_SPARSE = ((10, 300.0), (25, 240.0), (50, 120.0), (100, 60.0), (250, 40.0), (500, 30.0))
 
 
-def growth(report: Report, sizes: tuple[tuple[int, float], ...], budget: float) -> None:
-    """Wall time per message and per write against fleet size: a cost per
-    message that does not grow with the fleet is a flat line. Sizes past
-    ``budget`` wall seconds of the previous run's projection are skipped."""
-    prev: tuple[float, int, float] | None = None  # (us/message, n, simulated s)
+def growth(
+    report: Report, sizes: tuple[tuple[int, float], ...], budget: float, *, rate: str = "1/s"
+) -> None:
+    """Wall time per message and per write against fleet size. Sizes whose
+    projected wall (the last run's cost per message and per write, scaled to
+    this size's traffic) exceeds ``budget`` seconds are skipped."""
+    prev: tuple[float, float, int, int, float] | None = None
     for n, seconds in sizes:
         if prev is not None:
-            us_msg, prev_n, _ = prev
-            # messages per simulated second grow ~ n; cost per message as measured so far,
-            # grown linearly with n (what the curve has shown): the projected wall.
-            projected = us_msg * 1e-6 * (n / prev_n) * (6.0 * n) * seconds
+            us_msg, us_apply, prev_n, prev_msgs, prev_s = prev
+            msgs = prev_msgs * (n / prev_n) * (seconds / prev_s)
+            projected = 1e-6 * msgs * us_msg + 1e-6 * us_apply * n * n * seconds * _per_s(rate)
             if projected > budget:
                 report.note(
-                    f"growth: {n} plants skipped, projected {projected:.0f} s of wall "
-                    f"(> {budget:.0f} s) at the cost per message measured so far"
+                    f"growth ({rate}): {n} plants skipped, projected {projected:.0f} s of wall "
+                    f"(> {budget:.0f} s) at the costs measured so far"
                 )
                 continue
         t0 = time.perf_counter()
-        result = Simulation(steady(n, seconds), 1).run()
+        result = Simulation(steady(n, seconds, rate=rate), 1).run()
         wall = time.perf_counter() - t0
         simulated = result.safety_seconds + result.liveness_seconds
         us_msg = 1e6 * wall / max(1, result.messages)
+        us_write = 1e6 * wall / max(1, result.writes)
         report.row(
-            f"growth, {n} plants: wall per message",
+            f"growth ({rate} per plant), {n} plants: wall per message",
             us_msg,
             "us",
             reference="wall per write",
-            ref_value=1e6 * wall / max(1, result.writes),
+            ref_value=us_write,
             ref_unit="us",
             goal="flat in n",
-            note=f"{seconds:g} simulated s, {simulated / wall:.1f}x real time, "
+            note=f"{seconds:g} simulated s, {simulated / wall:.2f}x real time, "
             f"{result.messages / max(1, result.writes):.1f} messages/write, "
+            f"wall per write per replica {us_write / (n + 1):.1f} us, "
             f"checkers {'pass' if result.ok else 'FAIL'}",
         )
-        prev = (us_msg, n, seconds)
+        prev = (us_msg * 0.5, us_write / (n + 1) * 0.5, n, result.messages, seconds)
+
+
+def marginal_growth(
+    report: Report, sizes: tuple[tuple[int, float], ...], budget: float, *, rate: str
+) -> None:
+    """Steady state only: each size run for T and 2T simulated seconds; the
+    difference (wall, messages, writes) is what the second T cost, without
+    the fleet's start (every engine learning every member, every plant's
+    first write joined everywhere), which grows with n squared and would
+    otherwise hide a flat line."""
+    for n, seconds in sizes:
+        runs = []
+        t_start = time.perf_counter()
+        for t in (seconds, 2 * seconds):
+            t0, c0 = time.perf_counter(), time.process_time()
+            result = Simulation(steady(n, t, rate=rate), 1).run()
+            runs.append((time.perf_counter() - t0, time.process_time() - c0, result))
+        (w1, c1, r1), (w2, c2, r2) = runs
+        # CPU time of this process: a difference of two wall times on a
+        # shared, loaded machine is mostly the neighbours' noise.
+        dc, dw = c2 - c1, w2 - w1
+        dm, dwr = r2.messages - r1.messages, r2.writes - r1.writes
+        report.row(
+            f"steady growth ({rate} per plant), {n} plants: marginal CPU per message",
+            1e6 * dc / max(1, dm),
+            "us",
+            reference="marginal CPU per write",
+            ref_value=1e6 * dc / max(1, dwr),
+            ref_unit="us",
+            goal="flat in n",
+            note=f"runs of {seconds:g} and {2 * seconds:g} simulated s: the second {seconds:g} s "
+            f"took {dc:.2f} s of CPU ({seconds / max(dc, 1e-9):.1f}x real time; wall "
+            f"{dw:.2f} s), {dm:,} messages, {dwr:,} writes; "
+            f"checkers {'pass' if r1.ok and r2.ok else 'FAIL'}",
+        )
+        if time.perf_counter() - t_start > budget:
+            report.note(f"steady growth: stopped after {n} plants (over {budget:.0f} s of wall)")
+            return
+
+
+def _per_s(rate: str) -> float:
+    count, _, per = rate.partition("/")
+    unit = {"s": 1.0, "m": 60.0}
+    return float(count) / (float(per[:-1] or 1) * unit[per[-1]])
+
+
+def fleet_500(report: Report, scale: float) -> None:
+    """scenarios/fleet-500.toml (faults and all) at ``scale`` of its schedule."""
+    from twinmesh.sim import load_scenario
+
+    sc = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "fleet-500.toml")
+    t0 = time.perf_counter()
+    result = Simulation(sc.scaled(scale), sc.seed).run()
+    wall = time.perf_counter() - t0
+    simulated = result.safety_seconds + result.liveness_seconds
+    report.row(
+        f"speed, fleet-500.toml at x{scale:g} ({simulated:.0f} simulated s)",
+        simulated / wall,
+        "x real time",
+        reference="wall",
+        ref_value=wall,
+        ref_unit="s",
+        ratio=simulated / wall,
+        goal=">= 10x",
+        met=simulated / wall >= 10,
+        note=f"{result.writes:,} writes, {result.messages:,} messages "
+        f"({1e6 * wall / max(1, result.messages):.0f} us wall each); "
+        f"checkers {'pass' if result.ok else 'FAIL'}",
+    )
 
 
 def speed_without_memo(report: Report, minutes: float) -> None:
@@ -379,12 +458,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--growth-budget", type=float, default=120.0, help="wall seconds a growth run may take"
     )
+    p.add_argument(
+        "--fleet-500-scale",
+        type=float,
+        default=0.05,
+        help="share of scenarios/fleet-500.toml's schedule to run (0: skip)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.minutes, args.minutes_100, args.seeds = 1.0, 0.1, 1
     report = Report("simulator (sim_bench)")
     sizes = ((3, 20.0), (5, 10.0)) if args.quick else GROWTH
     growth(report, sizes, args.growth_budget)
+    sparse = ((3, 60.0), (5, 30.0)) if args.quick else GROWTH_SPARSE
+    growth(report, sparse, args.growth_budget, rate="1/2m")
+    steady_sizes = ((3, 20.0), (5, 20.0)) if args.quick else STEADY_GROWTH
+    marginal_growth(report, steady_sizes, 2 * args.growth_budget, rate="1/2m")
+    # The same at a fixed fleet-wide write rate (4 writes/s in all): with a
+    # per-plant rate what changes between two contacts grows with n, so a
+    # cost O(what changed) still grows; at a fixed total rate it is flat.
+    for n, seconds in steady_sizes:
+        marginal_growth(report, ((n, seconds),), 2 * args.growth_budget, rate=f"1/{n / 4:g}s")
     if args.growth_only:
         report.print()
         if args.json:
@@ -393,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     speed(report, 10, args.minutes, 1000.0, profile=not args.no_profile and not args.quick)
     speed_without_memo(report, min(args.minutes, 2.0))
     speed(report, 100, args.minutes_100, 100.0, profile=not args.no_profile and not args.quick)
+    if args.fleet_500_scale > 0 and not args.quick:
+        fleet_500(report, args.fleet_500_scale)
     for n in (10,) if args.quick else (10, 50):
         convergence(report, n, args.seeds)
     for n in (10,) if args.quick else (10, 50, 100):

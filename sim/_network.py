@@ -102,6 +102,10 @@ class Network:
             key: Link(base=p, overrides=[]) for key, p in profiles.items()
         }
         self.stats = NetworkStats()
+        # Links cut or clogged now, kept as they change, so that a view of who
+        # can reach whom costs the links that are down, not every pair (at
+        # 500 plants 250k pairs per change of a swizzle).
+        self.down: set[LinkKey] = set()
 
     # ---------------------------------------------------------------- traffic
 
@@ -215,26 +219,38 @@ class Network:
 
     # ---------------------------------------------------------------- faults
 
+    def _mark(self, key: LinkKey, link: Link) -> None:
+        if link.cut or link.clog:
+            self.down.add(key)
+        else:
+            self.down.discard(key)
+
     def cut(self, keys: Iterable[LinkKey]) -> None:
         for key in keys:
-            self.links[key].cut += 1
+            link = self.links[key]
+            link.cut += 1
+            self._mark(key, link)
         self._changed()
 
     def uncut(self, keys: Iterable[LinkKey]) -> None:
         for key in keys:
             link = self.links[key]
             link.cut = max(0, link.cut - 1)
+            self._mark(key, link)
         self._changed()
 
     def clog(self, keys: Iterable[LinkKey]) -> None:
         for key in keys:
-            self.links[key].clog += 1
+            link = self.links[key]
+            link.clog += 1
+            self._mark(key, link)
         self._changed()
 
     def unclog(self, keys: Iterable[LinkKey]) -> None:
         for key in keys:
             link = self.links[key]
             link.clog = max(0, link.clog - 1)
+            self._mark(key, link)
             if not link.clog:
                 self._release(key, link)
         self._changed()
@@ -259,10 +275,13 @@ class Network:
         for key, link in self.links.items():
             link.cut = 0
             link.overrides = []
-            link.base = link.base.clean()
+            base = link.base
+            if base.loss or base.duplicate or base.reorder:
+                link.base = base.clean()
             if link.clog:
                 link.clog = 0
                 self._release(key, link)
+        self.down.clear()
         self._changed()
 
     def _changed(self) -> None:

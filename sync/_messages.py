@@ -27,6 +27,13 @@ route to a peer differently (a proxy, a NAT) still agree. A message that
 carries a member list also carries the hash of exactly that list; a list
 that names a replica twice or does not match its hash is refused.
 
+Vectors travel the same way (version 4): a digest, or the vector in a
+reply, may hold only the entries that changed since the sender last told
+this receiver (``partial``), with ``total`` — the sum of the whole vector mod
+2**64 — so the receiver can tell whether its merged copy is the whole thing
+(copies only lag, so equal sums mean equal vectors) and, if not, ask for a
+whole one with ``resync``. Snapshots always carry whole vectors.
+
 ``decode_message`` checks every field; anything malformed raises
 ``RemoteProtocolError`` with a reason.
 """
@@ -57,19 +64,24 @@ __all__ = [
     "members_hash",
     "open_batch",
     "seal_batch_bytes",
+    "vector_total",
 ]
 
 SYNC_TAG = "twinmesh/sync"
 BATCH_TAG = "twinmesh/batch"
 # 2: digests carry a member-set hash; lists only when the hashes differ.
 # 3: snapshots carry origin-signed proofs.
-VERSION = 3
+# 4: vectors in digests and replies may be partial: only the entries that
+#    changed since the sender last told this peer, with the full vector's
+#    total as a checksum; ``resync`` asks the peer for its full vector.
+VERSION = 4
 # Signed batches did not change with the messages around them: version 1
 # batches persisted by a node (or relayed by an older one) stay valid.
 BATCH_VERSION = 1
 MEMBERS_TAG = "twinmesh/members"
 MEMBERS_HASH_BYTES = 16
 MAX_NAME = 256
+TOTAL_MASK = 2**64 - 1
 _U63 = 2**63 - 1
 
 
@@ -104,6 +116,12 @@ class MemberInfo:
 class Digest:
     sender: str
     vv: VersionVector
+    # True: ``vv`` holds only the entries that changed since the sender last
+    # told this receiver its vector; ``total`` is the sum of the full vector.
+    partial: bool = False
+    total: int | None = None
+    # "Your last partial vector did not add up here: send me your full one."
+    resync: bool = False
     # The sender's member set, hashed (``members_hash``); None: not told.
     members_hash: bytes | None = None
     # The full set, sent when the receiver's hash was different or unknown.
@@ -118,6 +136,9 @@ class Deltas:
     more: bool = False  # the backlog did not fit; ask again
     members_hash: bytes | None = None  # as in Digest
     members: tuple[MemberInfo, ...] = ()  # as in Digest
+    partial: bool = False  # as in Digest, for ``digest``
+    total: int | None = None  # as in Digest, for ``digest``
+    resync: bool = False  # as in Digest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,6 +197,24 @@ def _vv_out(vv: VersionVector) -> list[Any]:
     return [x for pair in vv.items_sorted() for x in pair]
 
 
+def _claim_out(message: Digest | Deltas) -> list[Any]:
+    """[partial, total, resync]: how to read the message's vector."""
+    total = message.total
+    if total is None:
+        vv = message.vv if isinstance(message, Digest) else message.digest
+        total = 0 if vv is None else vector_total(vv)
+    return [message.partial, total, message.resync]
+
+
+def vector_total(vv: VersionVector) -> int:
+    """The checksum a partial vector is sent with: the full vector's sum, mod 2**64.
+
+    A receiver's copy of a peer's vector only ever lags the true one entry by
+    entry (vectors grow; it merges what it was told), so equal sums mean
+    equal vectors: a lost or reordered partial vector shows as a smaller sum."""
+    return sum(vv.values()) & TOTAL_MASK
+
+
 def _member_out(m: MemberInfo) -> list[Any]:
     c = m.credential
     return [c.replica, c.public_key, c.fleet_signature, m.address, m.last_contact]
@@ -197,6 +236,7 @@ def encode_message(message: Message) -> bytes:
             _vv_out(message.vv),
             _hash_out(message),
             [_member_out(m) for m in message.members],
+            _claim_out(message),
         ]
     elif isinstance(message, Deltas):
         body = [
@@ -207,6 +247,7 @@ def encode_message(message: Message) -> bytes:
             message.more,
             _hash_out(message),
             [_member_out(m) for m in message.members],
+            _claim_out(message),
         ]
     else:
         body = [
@@ -313,6 +354,13 @@ def _members_in(hash_raw: Any, members_raw: Any) -> tuple[bytes | None, tuple[Me
     return claimed, members
 
 
+def _claim_in(raw: Any, where: str) -> tuple[bool, int, bool]:
+    partial, total, resync = _array(raw, where, 3)
+    if not isinstance(partial, bool) or not isinstance(resync, bool):
+        raise _fail(f"{where}: partial and resync must be booleans")
+    return partial, _int(total, f"{where}.total", hi=TOTAL_MASK), resync
+
+
 def _batch_in(raw: Any, i: int) -> SignedBatch:
     # The common case in one expression (type() is: bool is no int); the
     # checks one by one, with a reason, only when something is off.
@@ -366,17 +414,27 @@ def decode_message(data: bytes, *, max_bytes: int = 8 * 1024 * 1024) -> Message:
     kind, sender = items[2], _name(items[3], "sender")
     rest = items[4:]
     if kind == "digest":
-        vv_raw, hash_raw, members_raw = _array(rest, "digest", 3)
+        vv_raw, hash_raw, members_raw, claim_raw = _array(rest, "digest", 4)
         vv = _vv_in(vv_raw, "vv")
         claimed, members = _members_in(hash_raw, members_raw)
-        return Digest(sender=sender, vv=vv, members_hash=claimed, members=members)
+        partial, total, resync = _claim_in(claim_raw, "digest.claim")
+        return Digest(
+            sender=sender,
+            vv=vv,
+            members_hash=claimed,
+            members=members,
+            partial=partial,
+            total=total,
+            resync=resync,
+        )
     if kind == "deltas":
-        batches_raw, digest_raw, more, hash_raw, members_raw = _array(rest, "deltas", 5)
+        batches_raw, digest_raw, more, hash_raw, members_raw, claim_raw = _array(rest, "deltas", 6)
         batches = [_batch_in(raw, i) for i, raw in enumerate(_array(batches_raw, "batches"))]
         if not isinstance(more, bool):
             raise _fail("deltas.more: expected a boolean")
         digest = None if digest_raw is None else _vv_in(digest_raw, "digest")
         claimed, members = _members_in(hash_raw, members_raw)
+        partial, total, resync = _claim_in(claim_raw, "deltas.claim")
         return Deltas(
             sender=sender,
             batches=tuple(batches),
@@ -384,6 +442,9 @@ def decode_message(data: bytes, *, max_bytes: int = 8 * 1024 * 1024) -> Message:
             more=more,
             members_hash=claimed,
             members=members,
+            partial=partial,
+            total=total,
+            resync=resync,
         )
     if kind == "snapshot":
         vv_raw, state, digest_raw, proofs_raw = _array(rest, "snapshot", 4)

@@ -108,7 +108,10 @@ class Member:
     address: str
     state: PeerState = PeerState.NEW
     last_contact: float | None = None  # our monotonic clock; None: never heard from
-    known_vv: VersionVector = field(default_factory=VersionVector)  # what it claimed to hold
+    # What it claimed to hold, entry by entry (mutable, so that a partial
+    # vector costs what it carries; see ``_engine``), and the sum of it.
+    known: dict[str, int] = field(default_factory=dict)
+    known_total: int = 0
     failures: int = 0  # consecutive, for back-off
     backoff_until: float = 0.0  # meaningful in BACKING_OFF
     asked_at: float | None = None  # when we entered AWAITING (for reply_timeout)
@@ -116,5 +119,20 @@ class Member:
     # The member-set hash this peer last told us; None: unknown (never told,
     # or it failed since and may have lost its list). Ours differs: send ours.
     their_members_hash: bytes | None = None
-    # known_vv as a plain dict, rebuilt when known_vv is replaced (horizon's cache)
-    known_plain: tuple[VersionVector | None, dict[str, int]] = (None, {})
+    # Our vector as this peer was last told it: our change stamp then (-1:
+    # never, or it may have forgotten, so the next vector sent is full), and
+    # how many partial vectors it has had since the last full one.
+    told_stamp: int = -1
+    partials: int = 0
+    # Its last partial vector did not add up here: ask it for a full one.
+    want_resync: bool = False
+    # Origins it may lack from us, as of our change stamp ``pending_stamp``
+    # (-1: unknown, scan the whole vector). Between scans only origins that
+    # changed here can join it: what it lacks costs what changed.
+    pending: set[str] = field(default_factory=set)
+    pending_stamp: int = -1
+
+    @property
+    def known_vv(self) -> VersionVector:
+        """What it claimed to hold, as an immutable vector (a copy)."""
+        return VersionVector(self.known)

@@ -149,6 +149,9 @@ def test_sender_and_peer_mismatch() -> None:
     assert b.metrics.refusals["malformed-message"] == 1 and check()
 
 
+_CLAIM = [False, 0, False]  # a whole vector, total 0, no resync asked
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -159,11 +162,18 @@ def test_sender_and_peer_mismatch() -> None:
         msgpack.packb(["twinmesh/sync", 99, "digest", "a", [], None, []]),
         # Version 1 sent every member in every digest; we no longer parse it.
         msgpack.packb(["twinmesh/sync", 1, "digest", "a", [], []]),
-        msgpack.packb(["twinmesh/sync", 3, "gossip", "a"]),
-        msgpack.packb(["twinmesh/sync", 3, "digest", "a", ["a", -1], None, []]),
-        msgpack.packb(["twinmesh/sync", 3, "digest", "a", ["a", True], None, []]),
-        msgpack.packb(["twinmesh/sync", 3, "digest", "a", ["a", 1, "a", 2], None, []]),
-        msgpack.packb(["twinmesh/sync", 3, "digest", "a", [], None]),
+        # Version 3 had no vector claim (partial, total, resync).
+        msgpack.packb(["twinmesh/sync", 3, "digest", "a", [], None, []]),
+        msgpack.packb(["twinmesh/sync", 4, "gossip", "a"]),
+        msgpack.packb(["twinmesh/sync", 4, "digest", "a", ["a", -1], None, [], _CLAIM]),
+        msgpack.packb(["twinmesh/sync", 4, "digest", "a", ["a", True], None, [], _CLAIM]),
+        msgpack.packb(["twinmesh/sync", 4, "digest", "a", ["a", 1, "a", 2], None, [], _CLAIM]),
+        msgpack.packb(["twinmesh/sync", 4, "digest", "a", [], None, _CLAIM]),
+        msgpack.packb(["twinmesh/sync", 4, "digest", "a", [], None, []]),
+        msgpack.packb(["twinmesh/sync", 4, "digest", "a", [], None, [], [1, 0, False]]),
+        msgpack.packb(["twinmesh/sync", 4, "digest", "a", [], None, [], [True, -1, False]]),
+        msgpack.packb(["twinmesh/sync", 4, "digest", "a", [], None, [], [True, "1", False]]),
+        msgpack.packb(["twinmesh/sync", 4, "digest", "a", [], None, [], [True, 0]]),
     ],
     ids=[
         "empty",
@@ -172,11 +182,17 @@ def test_sender_and_peer_mismatch() -> None:
         "truncated",
         "future-version",
         "old-version",
+        "v3-digest",
         "unknown-kind",
         "negative-vv",
         "bool-in-vv",
         "replica-twice-in-vv",
         "digest-missing-members",
+        "digest-missing-claim",
+        "claim-partial-not-bool",
+        "claim-negative-total",
+        "claim-total-not-int",
+        "claim-short",
     ],
 )
 def test_malformed_bytes(data: bytes) -> None:
@@ -230,7 +246,17 @@ def _raw_digest(link: Link, members_hash: object, members: list[object]) -> byte
     for r, n in a.vv.items_sorted():
         flat += [r, n]
     return msgpack.packb(  # type: ignore[no-any-return]
-        ["twinmesh/sync", 3, "digest", "a", flat, members_hash, members], use_bin_type=True
+        [
+            "twinmesh/sync",
+            4,
+            "digest",
+            "a",
+            flat,
+            members_hash,
+            members,
+            [False, sum(a.vv.values()), False],
+        ],
+        use_bin_type=True,
     )
 
 
@@ -304,7 +330,7 @@ def test_malformed_batch_fields_are_named(patch: dict[str, object], reason: str)
     raw = msgpack.packb(
         [
             "twinmesh/sync",
-            3,
+            4,
             "deltas",
             "a",
             [[fields[k] for k in ("origin", "first", "last", "blob", "signature")]],
@@ -312,6 +338,7 @@ def test_malformed_batch_fields_are_named(patch: dict[str, object], reason: str)
             False,
             None,
             [],
+            _CLAIM,
         ],
         use_bin_type=True,
     )
