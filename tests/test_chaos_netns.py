@@ -11,9 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+from node_helpers import parse_metrics, wait_until
 
 from twinmesh.node.chaos._backends import NetnsBackend
 from twinmesh.node.chaos._netns import netns_probe
@@ -201,8 +203,6 @@ def _call(url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 def test_nodes_in_namespaces_gossip_over_the_veths_and_stop_when_cut(tmp_path: Path) -> None:
-    import time
-
     backend = NetnsBackend(netem=PROBE.netem)
     info = backend.up(tmp_path, plant_names=["plant-a"], interval=0.2, seed=1)
     try:
@@ -210,22 +210,30 @@ def test_nodes_in_namespaces_gossip_over_the_veths_and_stop_when_cut(tmp_path: P
         tok = info["tokens"]
         digest = lambda n: _call(api[n] + "/v1/digest", tok["viewer"])[1]["digest"]  # noqa: E731
 
-        def agree(timeout: float = 30) -> bool:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if digest("plant-a") == digest("central"):
-                    return True
-                time.sleep(0.05)
-            return False
+        def rounds(node: str) -> float:
+            with urllib.request.urlopen(api[node] + "/metrics", timeout=5) as resp:
+                metrics = parse_metrics(resp.read().decode())
+            return metrics[("twinmesh_gossip_rounds_total", frozenset())]
 
         backend.net.apply(
             [("central->plant-a", {"down": True}), ("plant-a->central", {"down": True})]
         )  # type: ignore[union-attr]
         body = {"id": "plant-a/pump-1", "model": "dtmi:twinmesh:demo:Pump;1"}
         assert _call(api["plant-a"] + "/v1/entities", tok["operator"], body)[0] == 201
-        assert not agree(timeout=2)  # cut in the kernel: nothing crosses for ten rounds
+        # Cut in the kernel: ten gossip rounds of both nodes later, nothing crossed.
+        since = {n: rounds(n) for n in ("plant-a", "central")}
+        wait_until(
+            lambda: all(rounds(n) >= since[n] + 10 for n in since),
+            timeout=30,
+            what="ten gossip rounds at both nodes while cut",
+        )
+        assert digest("plant-a") != digest("central")
         backend.net.heal()  # type: ignore[union-attr]
-        assert agree(), "the write did not reach central over the healed veth"
+        wait_until(
+            lambda: digest("plant-a") == digest("central"),
+            timeout=30,
+            what="the write to reach central over the healed veth",
+        )
     finally:
         backend.down(tmp_path)
     assert _ours() == []
