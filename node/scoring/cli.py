@@ -112,20 +112,25 @@ def register(subparsers: Any) -> None:
         )
     )
     lst = sub.add_parser("alerts", help="list alerts (filter by asset, plant, severity, state)")
-    for k in ("entity", "plant", "severity", "state"):
-        lst.add_argument(f"--{k}")
+    for k, text in (
+        ("entity", "only this asset's alerts, e.g. plant-a/line-1/motor-1"),
+        ("plant", "only alerts raised by this plant"),
+        ("severity", "only this severity: info, warning, high or critical"),
+        ("state", "only alerts in this state: open, acknowledged or cleared"),
+    ):
+        lst.add_argument(f"--{k}", help=text)
     _target(lst, "viewer")
     lst.set_defaults(handler=_api_command(_alerts_query, "viewer"))
     one = sub.add_parser("alert", help="one alert with its events and full lineage")
-    one.add_argument("id")
+    one.add_argument("id", help="alert id, as `twinmesh score alerts` lists it")
     _target(one, "viewer")
     one.set_defaults(
         handler=_api_command(lambda a: ("GET", f"/v1/alerts/{_q(a.id)}", None), "viewer")
     )
     for action, text in (("ack", "acknowledge an alert"), ("clear", "clear an alert")):
         p = sub.add_parser(action, help=text)
-        p.add_argument("id")
-        p.add_argument("--note", default="")
+        p.add_argument("id", help="alert id, as `twinmesh score alerts` lists it")
+        p.add_argument("--note", default="", help="a note recorded with the event")
         _target(p, "operator")
         p.set_defaults(
             handler=_api_command(
@@ -140,7 +145,7 @@ def register(subparsers: Any) -> None:
     rt = sub.add_parser(
         "retrain", help="relearn an asset's baseline from a fresh warm-up (reason recorded)"
     )
-    rt.add_argument("entity")
+    rt.add_argument("entity", help="asset id, e.g. plant-a/line-1/motor-1")
     rt.add_argument("--reason", required=True, help="why (recorded with the new model version)")
     _target(rt, "operator")
     rt.set_defaults(
