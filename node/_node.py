@@ -135,7 +135,11 @@ class Node:
         self.cosim: CosimService | None = None
         if config.cosim is not None and self.telemetry is not None:
             self.cosim = CosimService(
-                config.cosim, telemetry=self.telemetry, data_dir=config.data_dir, clock=clock
+                config.cosim,
+                telemetry=self.telemetry,
+                data_dir=config.data_dir,
+                clock=clock,
+                desired=self.commands.desired_value,
             )
 
     # ------------------------------------------------------------ lifecycle

@@ -227,3 +227,58 @@ def test_an_fmu_error_mid_run_stops_the_asset_and_says_why(fmus: BuiltinFmus, pl
     assert c.state == "failed" and "outside the model's validity" in c.reason
     assert out  # it ran before the load crossed the bound
     assert _run(c, plant, entity, 10) == []  # and stays stopped
+
+
+def _commanded_run(fmus: BuiltinFmus, plant, follow: bool) -> list[Sample]:  # type: ignore[no-untyped-def]
+    """Motor-1 line-fed for 100 s, then told 1550 rpm (a setSpeedSetpoint command
+    executing at home); the drive ramps there with slip compensation."""
+    entity = "plant-a/line-1/motor-1"
+    c = _coupling(fmus, plant, entity)
+    asset = next(a for a in plant.assets if a.entity == entity)
+    sim = AssetSimulator(asset, seed=plant.seed, time_scale=1.0, ambient=plant.ambient_temperature)
+    out: list[Sample] = []
+    prov = Provenance(adapter="test", source="sim")
+    for k in range(400):
+        if k == 200:  # t = 100 s at 0.5 s a sample
+            assert sim.set_setpoint(1550.0)
+            if follow:
+                assert c.command("setSpeedSetpoint", 1550.0)
+                assert not c.command("setSpeedSetpoint", 1550.0)  # nothing changed
+        tick = sim.tick()
+        ts = 1_000_000.0 + tick.t
+        for name in ("windingTemperature", "current", "speed", "load"):
+            s = Sample(
+                entity=entity,
+                name=name,
+                value=tick.values[name],
+                unit=UNITS[name],
+                source_ts=ts,
+                received_ts=ts,
+                quality=Quality.GOOD,
+                provenance=prov,
+                sample_id=f"{name}:{ts}",
+            )
+            out += c.offer(s, ts)
+    assert c.state == "running", c.reason
+    if follow:
+        assert c.status()["commanded"]["setSpeedSetpoint"]["value"] == 1550.0
+    return out
+
+
+def test_a_speed_command_moves_the_expected_speed_with_the_machine(
+    fmus: BuiltinFmus, plant
+) -> None:  # type: ignore[no-untyped-def]
+    out = _commanded_run(fmus, plant, follow=True)
+    before = _series(out, "speed.residual", 20, 100)
+    after = _series(out, "speed.residual", 130, 200)  # ramp of ~1 s done long before
+    expected = _series(out, "speed.expected", 130, 200)
+    assert abs(statistics.mean(before)) < 0.3 and abs(statistics.mean(after)) < 0.3
+    assert statistics.pstdev(after) < 1.0
+    assert abs(statistics.mean(expected) - 1550.0) < 1.0  # slip compensated: the shaft's speed
+
+
+def test_a_twin_that_ignored_the_command_would_see_a_speed_fault(fmus: BuiltinFmus, plant) -> None:  # type: ignore[no-untyped-def]
+    # Why [commands] exists: without it the expected speed stays line-fed and
+    # the commanded machine looks like one running ~80 rpm too fast.
+    after = _series(_commanded_run(fmus, plant, follow=False), "speed.residual", 130, 200)
+    assert statistics.mean(after) > 40.0

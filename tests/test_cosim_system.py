@@ -137,13 +137,16 @@ def test_an_algebraic_loop_is_spelled_out(tmp_path: Path, fmus: BuiltinFmus) -> 
         fmus.resolve("motor_controller"),
         tmp_path / "ctl.fmu",
         md=lambda t: t.replace(
-            '<Unknown index="2" dependencies=""', '<Unknown index="2" dependencies="1"'
+            # frequency (variable 3) depends on speedSetpoint (variable 1)
+            '<Unknown index="3" dependencies=""',
+            '<Unknown index="3" dependencies="1"',
         ),
     )
     wiring = {
         '"electrical.current -> thermal.current"': '"electrical.current -> thermal.current",'
         ' "electrical.speed -> controller.speedSetpoint"',
-        '"controller.speedSetpoint" = 1500.0': "",
+        '"controller.speedSetpoint" = 0.0': "",
+        '"controller.speedSetpoint" = "setSpeedSetpoint"': "",
     }
     problems = _problems(
         tmp_path,
@@ -251,3 +254,26 @@ def test_type_mismatch(tmp_path: Path, fmus: BuiltinFmus) -> None:
     assert problems[0] == (
         "type-mismatch: connections[1] (electrical.current -> thermal.current): Real -> Integer"
     ), problems
+
+
+def test_a_commanded_input_needs_a_constant_before_any_command(
+    tmp_path: Path, fmus: BuiltinFmus
+) -> None:
+    text = system_text(**{'"controller.speedSetpoint" = 0.0': ""})
+    assert _problems(tmp_path, fmus, text) == [
+        "command-input: commands.controller.speedSetpoint: controller.speedSetpoint needs a "
+        "constant in [inputs] (its value before any command), found nothing"
+    ]
+    fed = system_text(
+        **{'"controller.speedSetpoint" = 0.0': '"controller.speedSetpoint" = "speed"'}
+    )
+    assert _problems(tmp_path, fmus, fed) == [
+        "command-input: commands.controller.speedSetpoint: controller.speedSetpoint needs a "
+        "constant in [inputs] (its value before any command), found 'speed'"
+    ]
+    named = system_text(**{'= "setSpeedSetpoint"': "= 3"})
+    assert _problems(tmp_path, fmus, named) == [
+        "bad-value: commands.controller.speedSetpoint: expected a command name, found 3"
+    ]
+    wrong = system_text(**{'"controller.speedSetpoint" = "set': '"controller.frequency" = "set'})
+    assert _problems(tmp_path, fmus, wrong)[0].startswith("causality")

@@ -636,6 +636,11 @@ class CommandService:
                 f"reported {shown}); check the drive",
             )
 
+    def desired_value(self, entity_id: str, name: str) -> float | None:
+        """The value the machine was last told for command ``name`` (executing
+        or confirmed), None if none: what the co-simulation expects it to do."""
+        return self._desired(entity_id, name)[0]
+
     def _desired(self, entity_id: str, name: str) -> tuple[float | None, str | None]:
         """The desired value of command ``name`` (the last confirmed or executing
         one) and that command's id."""

@@ -117,6 +117,11 @@ class AssetCoupling:
         for (fmu, var), tel in system.inputs.items():
             if isinstance(tel, str):
                 self.inputs.setdefault(tel, []).append((fmu, var))
+        #: DTDL command -> FMU inputs its desired value feeds, and the values in force
+        self.commanded: dict[str, list[tuple[str, str]]] = {}
+        for fv, command in system.commands.items():
+            self.commanded.setdefault(command, []).append(fv)
+        self.desired: dict[str, float] = {}
         self.outputs: dict[str, tuple[str, str]] = {tel: fv for fv, tel in system.outputs.items()}
         self.initial: dict[str, list[tuple[str, str]]] = {}
         for fv, tel in system.initial.items():
@@ -246,6 +251,9 @@ class AssetCoupling:
             for fv in targets:
                 values[fv] = first.value
             self._last_used[name] = first
+        for command, value in self.desired.items():
+            for fv in self.commanded[command]:
+                values[fv] = value
         try:
             self.master = self._make_master(values)
         except FmuStepError as exc:
@@ -258,6 +266,20 @@ class AssetCoupling:
         self.state = "running"
         self.reason = ""
         self._pending = [p for p in self._pending if p[0] >= origin - 1e-9]
+        return True
+
+    def command(self, command: str, value: float) -> bool:
+        """The home plant told the machine ``command`` = ``value`` (it is executing
+        or confirmed): from the next master step the FMU inputs bound to it take
+        that value, so the twin expects what the machine was told to do, and a
+        machine that does not follow shows as a residual. False if no input of
+        this system follows ``command`` or nothing changed."""
+        if command not in self.commanded or self.desired.get(command) == value:
+            return False
+        self.desired[command] = value
+        if self.master is not None:
+            for fmu, var in self.commanded[command]:
+                self.master.set_input(fmu, var, value)
         return True
 
     # -- stepping ---------------------------------------------------------------------
@@ -509,6 +531,10 @@ class AssetCoupling:
                 for n, w in self._held.items()
             ],
             "outputs": self.last,
+            "commanded": {
+                c: {"inputs": [f"{f}.{v}" for f, v in fvs], "value": self.desired.get(c)}
+                for c, fvs in self.commanded.items()
+            },
             "counters": {
                 "steps": self.steps,
                 "held_outputs": self.held_outputs,

@@ -58,8 +58,12 @@ class CosimService:
         telemetry: Any,  # TelemetryService (its buffer and tag specs)
         data_dir: Path,
         clock: Callable[[], float] = time.time,
+        desired: Callable[[str, str], float | None] | None = None,
     ) -> None:
         self.settings = settings
+        #: (entity, DTDL command) -> its desired value at home (node/commands), or None
+        self.desired = desired
+        self._desired_at = -float("inf")
         self.telemetry = telemetry
         self.clock = clock
         self.builtins = BuiltinFmus(settings.fmu_dir)
@@ -194,6 +198,7 @@ class CosimService:
                 cursor = rows[-1].seq
                 started = time.thread_time()
                 now = self.clock()
+                self._follow_commands(now)
                 derived = []
                 for row in rows:
                     s = row.sample
@@ -219,6 +224,18 @@ class CosimService:
                 # A bug of ours: say so loudly, keep the node (and the loop) going.
                 log.exception("co-simulation loop failed; continuing")
                 await asyncio.sleep(1.0)
+
+    def _follow_commands(self, now: float) -> None:
+        """Feed each commanded input the desired value of its command (at most
+        twice a second: a command's state changes on a human's time scale)."""
+        if self.desired is None or now - self._desired_at < 0.5:
+            return
+        self._desired_at = now
+        for entity, c in self.couplings.items():
+            for command in c.commanded:
+                value = self.desired(entity, command)
+                if value is not None and c.command(command, value):
+                    log.info("co-simulation of %s follows %s = %g", entity, command, value)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ in XML)::
     "thermal.windingTemperature" = "windingTemperature"
     [initial]    # parameter <- the asset's telemetry at the start (its current state)
     "thermal.T_start" = "windingTemperature"
+    [commands]   # FMU input <- the desired value of the asset's DTDL command, once
+                 # one is executing or confirmed at home; its [inputs] constant before
+    "controller.speedSetpoint" = "setSpeedSetpoint"
 
 :func:`load_system` checks everything before anything runs and reports every
 problem at once, each naming its rule: unknown FMU or variable, causality
@@ -76,7 +79,7 @@ _ARROW = re.compile(r"^\s*([A-Za-z_][\w-]*)\.([^\s.][^\s]*)\s*->\s*([A-Za-z_][\w
 _NUMERIC = {"Real", "Float64", "Float32"}
 _SYSTEM_KEYS = {"name", "version", "description", "step", "start", "stop", "algorithm"}
 _FMU_KEYS = {"builtin", "path", "parameters", "sha256"}
-_TOP_KEYS = {"system", "fmu", "connections", "inputs", "outputs", "initial"}
+_TOP_KEYS = {"system", "fmu", "connections", "inputs", "outputs", "initial", "commands"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,6 +138,9 @@ class System:
     inputs: dict[tuple[str, str], str | float]
     outputs: dict[tuple[str, str], str]
     initial: dict[tuple[str, str], str]
+    #: FMU input -> the DTDL command whose desired value feeds it (a commanded
+    #: setpoint: the twin expects what the machine was told to do).
+    commands: dict[tuple[str, str], str] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default=())
 
     def json(self) -> dict[str, Any]:
@@ -153,6 +159,7 @@ class System:
                 for n, e in self.fmus.items()
             },
             "connections": [str(c) for c in self.connections],
+            "commands": {f"{f}.{v}": c for (f, v), c in self.commands.items()},
         }
 
 
@@ -444,6 +451,35 @@ def load_system(
                     continue
                 target[(fname, var.name)] = value
 
+    commands: dict[tuple[str, str], str] = {}
+    table = raw.get("commands", {})
+    if not isinstance(table, dict):
+        bad("bad-value", "[commands] must be a table")
+        table = {}
+    for ref, value in table.items():
+        where = f"commands.{ref}"
+        found = lookup(ref, where)
+        if found is None:
+            continue
+        fname, var = found
+        if var.causality != "input":
+            bad("causality", f"{where}: {ref} is an {var.causality}; [commands] takes inputs")
+            continue
+        if not isinstance(value, str) or not value:
+            bad("bad-value", f"{where}: expected a command name, found {value!r}")
+            continue
+        constant = inputs.get((fname, var.name))
+        if constant is None or isinstance(constant, str):
+            # The value before any command, and what a node without commands
+            # runs on; an input fed by telemetry cannot also follow a command.
+            bad(
+                "command-input",
+                f"{where}: {ref} needs a constant in [inputs] (its value before any "
+                f"command), found {'nothing' if constant is None else repr(constant)}",
+            )
+            continue
+        commands[(fname, var.name)] = value
+
     loop = _algebraic_loop(fmus, connections)
     if loop:
         bad("algebraic-loop", "a cycle of direct feedthrough: " + " -> ".join(loop))
@@ -465,6 +501,7 @@ def load_system(
         inputs=inputs,
         outputs=outputs,
         initial=initial,
+        commands=commands,
     )
 
 

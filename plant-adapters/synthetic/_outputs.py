@@ -221,9 +221,12 @@ def node_cosim_toml(config: PlantConfig) -> str:
         for field_name, targets in _MOTOR_COSIM.items():
             for t in targets:
                 params[t] = float(getattr(a.params, field_name))
-        # The drive runs at the supply frequency: its setpoint is synchronous speed.
+        # Line-fed until a speed command: the drive passes the supply frequency.
+        # Commanded, it compensates slip and ramps as the plant's drive does
+        # (drive_ramp is in rpm/s of synchronous speed; the FMU ramps in Hz/s).
         params["controller.f_start"] = float(a.params.supply_frequency)
-        params["controller.speedSetpoint"] = 120.0 * a.params.supply_frequency / a.params.poles
+        params["controller.rated_slip"] = float(a.params.rated_slip)
+        params["controller.ramp_rate"] = float(a.params.drive_ramp) * a.params.poles / 120.0
         lines += [
             "[[cosim.asset]]",
             f"entity = {_s(a.entity)}",

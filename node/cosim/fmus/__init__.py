@@ -272,7 +272,14 @@ FMUS: dict[str, FmuSpec] = {
                 causality="input",
                 start=1500.0,
                 unit="rpm",
-                description="synchronous speed asked for",
+                description="shaft speed asked for (<= 0: none, run at f_start)",
+            ),
+            Var(
+                name="load",
+                causality="input",
+                start=0.0,
+                unit="%",
+                description="load, for slip compensation",
             ),
             Var(
                 name="frequency",
@@ -282,6 +289,13 @@ FMUS: dict[str, FmuSpec] = {
                 description="supply frequency",
             ),
             Var(name="poles", causality="parameter", start=4.0, unit="1", description="poles"),
+            Var(
+                name="rated_slip",
+                causality="parameter",
+                start=0.0,
+                unit="1",
+                description="slip at 100 % load for slip compensation (0: none)",
+            ),
             Var(
                 name="ramp_rate",
                 causality="parameter",
