@@ -107,6 +107,10 @@ class FrameResult:
     detector_versions: Mapping[str, str]
 
 
+def _source_ts(stored: Any) -> float:
+    return float(stored.sample.source_ts)
+
+
 def _make(name: str, member: str, cohort: Cohort) -> Detector:
     if name == "rolling-z":
         return RollingZ(member=member, cohort=cohort)
@@ -202,8 +206,16 @@ class ScoringEngine:
             self._frame(frame)
 
     def add_stored(self, stored: Iterable[Any]) -> None:
-        """Add ``StoredSample`` s from the telemetry buffer."""
-        for st in stored:
+        """Add ``StoredSample`` s from the telemetry buffer.
+
+        In source-time order within the batch (stable): an OPC UA publish
+        response carries each monitored item's queued values together (tag A
+        of ticks n..n+k, then tag B of the same ticks), so after a stall of more
+        than the assembler's horizon of ticks, buffer order would close frames
+        holding only tag A and then call the other tags late: false dropouts
+        and lost readings. Measured at 50 Hz on a real node: one 0.4 s stall
+        opened a dropout alert on every tag but one of all six motors."""
+        for st in sorted(stored, key=_source_ts):
             s = st.sample
             self.add(
                 seq=st.seq,

@@ -54,7 +54,9 @@ _UNUSABLE = (
 _LATE = Quality.OUT_OF_ORDER.value
 _STUCK = Quality.STUCK.value
 _OUT_OF_RANGE = Quality.OUT_OF_RANGE.value
-_HORIZON = 16  # open frames per asset before the oldest closes incomplete
+_HORIZON = 16  # open frames per asset before the oldest closes incomplete ...
+_HORIZON_S = 1.0  # ... and at least this much newer source time: at 50 Hz, 16 frames
+# are 0.3 s, less than one publish delayed by a busy server or a GC pause
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,7 +189,7 @@ class FrameAssembler:
         while frames:
             oldest = min(frames)
             complete = known is not None and known <= frames[oldest].values.keys()
-            if not complete and len(frames) <= _HORIZON:
+            if not complete and (len(frames) <= _HORIZON or max(frames) - oldest < _HORIZON_S):
                 break
             out.append(self._close(entity, oldest))
         return out
