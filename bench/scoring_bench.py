@@ -15,7 +15,12 @@
 3. Features per sample: the width of an asset's feature vector against the
    tags it reports (each frame is one sample per tag).
 
-    python bench/scoring_bench.py [--quick] [--json out.json]
+4. With ``--node``: the same figures on a real node fed at full rate by
+   ``twinmesh plant simulate`` (bench/scoring_node.py): scoring capacity
+   against the node's own ingest rate, sample -> verdict and sample -> alert
+   latency p50/p99, the scoring lag.
+
+    python bench/scoring_bench.py [--quick] [--json out.json] [--node ...]
 """
 
 from __future__ import annotations
@@ -119,6 +124,21 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: proves it runs")
     p.add_argument("--json", help="also write the rows as JSON to this file")
+    p.add_argument(
+        "--node",
+        action="store_true",
+        help="also run the real-node figures (bench/scoring_node.py: plant + node processes)",
+    )
+    p.add_argument(
+        "--node-seconds", type=float, default=60.0, help="the real-node measuring window, s"
+    )
+    p.add_argument("--motors", type=int, default=6, help="motors in the real-node plant")
+    p.add_argument(
+        "--sample-interval", type=float, default=0.02, help="plant sample interval, s (real node)"
+    )
+    p.add_argument(
+        "--time-scale", type=float, default=1.0, help="plant time per wall second (real node)"
+    )
     args = p.parse_args()
     n = 150 if args.quick else 3000
     repeat = 1 if args.quick else 3
@@ -243,6 +263,16 @@ def main() -> int:
         " subtracted); single-call row over {single_n} frames, batched over {n};"
         " the machine is shared, so only the ratios mean something".format(single_n=single_n, n=n)
     )
+    if args.node:
+        from scoring_node import measure_node
+
+        measure_node(
+            report,
+            seconds=args.node_seconds,
+            motors=args.motors,
+            time_scale=args.time_scale,
+            interval=args.sample_interval,
+        )
     report.print()
     if args.json:
         report.write_json(args.json)

@@ -155,6 +155,9 @@ def add_scoring_routes(routes: web.RouteTableDef, node: Any, require: Callable[.
             body["assets"] = [eng.describe(e) for e in sorted(eng.assets)]
             body["samples_scored"] = svc.samples
             body["lag_seconds"] = round(svc.lag(), 3)
+            body["alert_latency_seconds"] = svc.alert_latency()
+            body["decision_latency_seconds"] = svc.decision_latency()
+            body["cpu_seconds"] = round(svc.cpu_seconds, 3)
         return web.json_response(body)
 
 
@@ -327,6 +330,26 @@ def scoring_metrics(node: Any, metric: Callable[..., None]) -> None:
             "gauge",
             "now - receive time of the newest sample scored.",
             [("", round(svc.lag(), 3))],
+        )
+        for name, latency, what in (
+            ("alert", svc.alert_latency(), "its alert durable in the log (last 10,000 alerts)"),
+            ("decision", svc.decision_latency(), "its frame's verdict durable (last 10,000)"),
+        ):
+            metric(
+                f"scoring_{name}_latency_seconds",
+                "summary",
+                f"Sample received -> {what}.",
+                [
+                    ('{quantile="0.5"}', latency["p50"]),
+                    ('{quantile="0.99"}', latency["p99"]),
+                    ("_count", latency["count"]),
+                ],
+            )
+        metric(
+            "scoring_cpu_seconds_total",
+            "counter",
+            "CPU time spent scoring (features, detectors, diagnosis, alert policy).",
+            [("", round(svc.cpu_seconds, 3))],
         )
         metric(
             "scoring_retrains_total",

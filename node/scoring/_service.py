@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +63,14 @@ class ScoringService:
         self._saved = 0  # engine.retrains already saved as artifacts
         self.samples = 0
         self.latencies: deque[float] = deque(maxlen=10000)  # sample received -> event durable
+        #: Newest sample received -> its frame's verdict (findings, alert events)
+        #: durable, for every scored frame: what an alert raised by that frame
+        #: would have waited. Many more points than raised alerts give.
+        self.decisions: deque[float] = deque(maxlen=10000)
+        #: CPU time (this thread) spent scoring: features, detectors, diagnosis,
+        #: alert policy; not the reads and writes it awaits. samples / this is the
+        #: scoring capacity of one core.
+        self.cpu_seconds = 0.0
         self.newest_received = 0.0
         self._task: asyncio.Task[None] | None = None
         self.errors = 0
@@ -183,21 +193,27 @@ class ScoringService:
             await self._ack()
         batch = await tel.buffer.read_after(self.fed, _BATCH)
         now = self.node.clock()
+        started = time.thread_time()
         if batch:
             self.engine.add_stored(batch)
             self.samples += len(batch)
             self.fed = batch[-1].seq
             self.newest_received = max(self.newest_received, batch[-1].sample.received_ts)
         results = self.engine.process(now)
+        self.cpu_seconds += time.thread_time() - started
         if len(self.engine.retrains) > self._saved:
             await self.persist_now()
+        started = time.thread_time()
         events = self.alerts.observe(results, self.lineage)
+        self.cpu_seconds += time.thread_time() - started
         try:
             await self._record(events)
         except Exception:
             self._unrecorded = events
             raise
         await self._ack()
+        done = self.node.clock()
+        self.decisions.extend(done - r.received for r in results if r.received)
         return len(batch)
 
     async def _record(self, events: list[dict[str, Any]]) -> None:
@@ -232,8 +248,29 @@ class ScoringService:
                 log.exception("scoring step failed; retrying")
                 await asyncio.sleep(1.0)
 
+    def alert_latency(self) -> dict[str, float | int]:
+        """Sample received -> its alert durable in the log, over the last 10,000
+        raised alerts: count, p50 and p99 seconds (nearest rank; 0 when none)."""
+        return _percentiles(self.latencies)
+
+    def decision_latency(self) -> dict[str, float | int]:
+        """Sample received -> its frame's verdict durable, last 10,000 frames."""
+        return _percentiles(self.decisions)
+
     def lag(self) -> float:
         """now - the newest sample scored (receive time); 0 before any."""
         if not self.newest_received:
             return 0.0
         return max(self.node.clock() - self.newest_received, 0.0)
+
+
+def _percentiles(values: deque[float]) -> dict[str, float | int]:
+    """count, p50, p99 (nearest rank) of ``values``; zeros when empty."""
+    xs = sorted(values)
+    if not xs:
+        return {"count": 0, "p50": 0.0, "p99": 0.0}
+
+    def rank(q: float) -> float:
+        return round(xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))], 4)
+
+    return {"count": len(xs), "p50": rank(0.5), "p99": rank(0.99)}
