@@ -128,7 +128,8 @@ def test_plant_node_couples_its_motors_and_the_fleet_sees_its_fmus(fleet) -> Non
     )
     status = cosim(M1)
     assert [f["instance"] for f in status["fmus"]] == ["controller", "electrical", "thermal"]
-    assert all(f["version"] == "1.0.0" and len(f["sha256"]) == 64 for f in status["fmus"])
+    assert [f["version"] for f in status["fmus"]] == ["1.1.0", "1.0.0", "1.0.0"]
+    assert all(len(f["sha256"]) == 64 for f in status["fmus"])
     assert status["real_time_factor"] > 1 and status["held_inputs"] == [], status
     out = status["outputs"]["windingTemperature"]
     assert out["residual"] == pytest.approx(out["observed"] - out["expected"])

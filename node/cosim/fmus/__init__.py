@@ -87,6 +87,10 @@ class FmuSpec:
     identifier: str
     description: str
     variables: tuple[Var, ...]
+    #: The model's own version (modelDescription ``version``): bumped when its
+    #: variables or their meaning change, so a registry reader sees it without
+    #: comparing hashes.
+    version: str = VERSION
 
     @property
     def source(self) -> Path:
@@ -266,6 +270,9 @@ FMUS: dict[str, FmuSpec] = {
     "motor_controller": FmuSpec(
         identifier="motor_controller",
         description="Soft starter / VFD: supply frequency ramps to the speed setpoint",
+        # 1.1.0: the setpoint is the shaft speed (slip compensation from the
+        # load input and rated_slip); <= 0 means line-fed.
+        version="1.1.0",
         variables=(
             Var(
                 name="speedSetpoint",
@@ -363,7 +370,7 @@ def model_description(spec: FmuSpec, *, source_files: bool, fmi_version: str = "
         f'  modelName="{spec.identifier}"',
         f'  guid="{spec.guid()}"',
         f"  description={quoteattr(spec.description)}",
-        f'  version="{VERSION}"',
+        f'  version="{spec.version}"',
         '  generationTool="twinmesh"',
         '  variableNamingConvention="flat"',
         '  numberOfEventIndicators="0">',
@@ -427,7 +434,7 @@ def _model_description3(spec: FmuSpec) -> str:
         f'  modelName="{spec.identifier}"',
         f'  instantiationToken="{spec.guid("3.0")}"',
         f"  description={quoteattr(spec.description)}",
-        f'  version="{VERSION}"',
+        f'  version="{spec.version}"',
         '  generationTool="twinmesh"',
         '  variableNamingConvention="flat">',
         f'  <CoSimulation modelIdentifier="{spec.identifier}"'
