@@ -52,6 +52,18 @@ def setpoint(**extra: Any) -> dict[str, Any]:
     }
 
 
+def limit(**extra: Any) -> dict[str, Any]:
+    """A writable Property co-typed twinmesh ``AlarmLimit`` on Telemetry ``t``."""
+    return {
+        "@type": ["Property", "AlarmLimit"],
+        "name": "tLimit",
+        "schema": "double",
+        "writable": True,
+        "limits": "t",
+        **extra,
+    }
+
+
 def rules(result: ParseResult) -> list[tuple[str, str]]:
     return [(e.rule, e.path) for e in result.errors]
 
@@ -465,6 +477,59 @@ CASES: list[tuple[str, Any, str, str]] = [
         interface(tel("s"), setpoint(confirmedBy="s", request={"name": "v", "schema": "string"})),
         "twinmesh.setpoint",
         "request",
+    ),
+    (
+        "limit-no-limits",
+        interface(tel(), {k: v for k, v in limit().items() if k != "limits"}),
+        "property.missing",
+        "limits",
+    ),
+    ("limit-empty", interface(tel(), limit(limits="")), "twinmesh.alarm-limit", "limits"),
+    (
+        "limit-target",
+        interface(tel("label", "string"), limit(limits="label")),
+        "twinmesh.alarm-limit",
+        'contents[1] (name "tLimit") / limits',
+    ),
+    ("limit-ghost", interface(limit(limits="ghost")), "twinmesh.alarm-limit", "limits"),
+    (
+        "limit-direction",
+        interface(tel(), limit(direction="up")),
+        "twinmesh.alarm-limit",
+        "direction",
+    ),
+    (
+        "limit-severity",
+        interface(tel(), limit(severity="dire")),
+        "twinmesh.alarm-limit",
+        "severity",
+    ),
+    (
+        "limit-hysteresis",
+        interface(tel(), limit(hysteresis=-1)),
+        "twinmesh.alarm-limit",
+        "hysteresis",
+    ),
+    (
+        "limit-read-only",
+        interface(tel(), limit(writable=False)),
+        "twinmesh.alarm-limit",
+        "writable",
+    ),
+    (
+        "limit-not-a-number",
+        interface(tel(), limit(schema="string")),
+        "twinmesh.alarm-limit",
+        "schema",
+    ),
+    (
+        "limit-unit",
+        interface(
+            tel("t", **{"@type": ["Telemetry", "Temperature"]}, unit="kelvin"),
+            limit(**{"@type": ["Property", "Temperature", "AlarmLimit"]}, unit="degreeCelsius"),
+        ),
+        "twinmesh.alarm-limit",
+        "unit",
     ),
     (
         "setpoint-placement",

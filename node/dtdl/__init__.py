@@ -37,6 +37,7 @@ from ._limits import NAME_PATTERN, V3_LIMITS, Limits
 from ._load import ParseResult, load_model_files, parse_model, parse_models, read_model_files
 from ._mapping import entity_schema, field_spec, unit_symbol, value_type
 from ._model import (
+    AlarmLimitAnnotation,
     ArraySchema,
     Command,
     CommandPayload,
@@ -102,6 +103,7 @@ __all__ = [
     "UNIT_TYPES",
     "V3_LIMITS",
     "AdjunctType",
+    "AlarmLimitAnnotation",
     "ArraySchema",
     "Command",
     "CommandPayload",

@@ -21,7 +21,9 @@ own properties (DTDL.Extensions.md). We understand:
   ``highRisk``/``highRiskAbove``, ``confirmTimeout``, ``divergenceGrace``.
   DTDL v3 lets an extension's adjunct types co-type a Command (the DTDL Mqtt
   extension's ``Idempotent`` does), so the model is the one place that says
-  what a command may do.
+  what a command may do. ``AlarmLimit`` on a writable numeric Property makes
+  its value a limit on a Telemetry (``limits``, ``direction``,
+  ``hysteresis``, ``severity``) that the home plant alerts on.
 
 A context we do not recognise is not an error: per DTDL.Extensions.md a tool
 ignores extensions it does not know, so the parser then tolerates unknown
@@ -39,6 +41,7 @@ from twinmesh.crdt._schema import FieldKind, Policy
 
 from ._errors import MISSING, Path, Reporter, show
 from ._model import (
+    AlarmLimitAnnotation,
     ArraySchema,
     EnumSchema,
     ExpectedRange,
@@ -58,6 +61,7 @@ from ._units import (
 
 __all__ = [
     "ADJUNCT_TYPES",
+    "ALARM_LIMIT_PROPERTIES",
     "ANNOTATION_CONTEXT",
     "DTDL_V3_CONTEXT",
     "HISTORIZATION_CONTEXT",
@@ -67,6 +71,7 @@ __all__ = [
     "STREAMING_CONTEXT",
     "TWINMESH_CONTEXT",
     "AdjunctType",
+    "check_alarm_limit",
     "check_expected_range",
     "check_setpoint",
     "check_twinmesh_kind",
@@ -160,6 +165,13 @@ def _adjuncts() -> dict[str, AdjunctType]:
         properties=SETPOINT_PROPERTIES,
         required=frozenset({"confirmedBy"}),
     )
+    table["AlarmLimit"] = AdjunctType(
+        name="AlarmLimit",
+        context=TWINMESH_CONTEXT,
+        hosts=frozenset({"Property"}),
+        properties=ALARM_LIMIT_PROPERTIES,
+        required=frozenset({"limits"}),
+    )
     return table
 
 
@@ -179,6 +191,9 @@ _SETPOINT_KEYS: Mapping[str, tuple[str, str]] = MappingProxyType(
     }
 )
 SETPOINT_PROPERTIES = frozenset(_SETPOINT_KEYS)
+ALARM_LIMIT_PROPERTIES = frozenset({"limits", "direction", "hysteresis", "severity"})
+_DIRECTIONS = ("above", "below")
+_SEVERITIES = ("warning", "high")
 
 
 ADJUNCT_TYPES: Mapping[str, AdjunctType] = MappingProxyType(_adjuncts())
@@ -551,3 +566,60 @@ def check_setpoint(
     if not ok or "confirmed_by" not in values:
         return None
     return SetpointAnnotation(**values)
+
+
+def check_alarm_limit(
+    obj: Mapping[str, Any],
+    *,
+    schema: Schema | None,
+    writable: bool,
+    path: Path,
+    report: Reporter,
+    source: str,
+) -> AlarmLimitAnnotation | None:
+    """Validate a Property's ``AlarmLimit`` properties (that ``limits`` names a
+    numeric Telemetry of the Interface is the linker's check: it may be
+    inherited)."""
+    ok = True
+
+    def err(key: str, expected: str, found: Any, what: str) -> None:
+        nonlocal ok
+        ok = False
+        report.error(
+            (*path, key),
+            "twinmesh.alarm-limit",
+            expected=expected,
+            found=show(found),
+            what=what,
+            source=source,
+        )
+
+    limits = obj.get("limits")
+    if not isinstance(limits, str) or not limits:
+        err("limits", "the name of a Telemetry", limits, "what the limit applies to")
+    direction = obj.get("direction", "above")
+    if direction not in _DIRECTIONS:
+        err("direction", '"above" or "below"', direction, "which side of the limit alarms")
+    severity = obj.get("severity", "warning")
+    if severity not in _SEVERITIES:
+        err("severity", '"warning" or "high"', severity, "the alert's severity")
+    hysteresis = obj.get("hysteresis", 0.0)
+    if isinstance(hysteresis, bool) or not isinstance(hysteresis, int | float) or hysteresis < 0:
+        err("hysteresis", "a number >= 0", hysteresis, "how far back a reading must come")
+    if not writable:
+        err("writable", "true", writable, "a limit is set by people, so it is writable")
+    if not _is_primitive(schema, NUMERIC_SCHEMAS):
+        err(
+            "schema",
+            "a numeric schema (double, float, integer, long)",
+            describe_schema(schema) if schema is not None else MISSING,
+            "a limit is a number",
+        )
+    if not ok:
+        return None
+    return AlarmLimitAnnotation(
+        limits=str(limits),
+        direction=str(direction),
+        hysteresis=float(hysteresis),
+        severity=str(severity),
+    )

@@ -340,6 +340,40 @@ class _Linker:
                 "nothing confirms the Setpoint command",
             )
 
+    def _check_alarm_limits(self, item: ParsedInterface, iface: Interface) -> None:
+        numeric = {
+            c.name: c
+            for c in iface.all_contents
+            if isinstance(c, Telemetry)
+            and isinstance(c.schema, PrimitiveSchema)
+            and c.schema.name in NUMERIC_SCHEMAS
+        }
+        for index, content in enumerate(iface.contents):
+            limit = getattr(content, "alarm_limit", None)
+            if limit is None:
+                continue
+            where = (*item.path, f'contents[{index}] (name "{content.name}")')
+            telemetry = numeric.get(limit.limits)
+            if telemetry is None:
+                self._err(
+                    iface.source,
+                    (*where, "limits"),
+                    "twinmesh.alarm-limit",
+                    "the name of a numeric Telemetry of this Interface",
+                    show(limit.limits),
+                    "the AlarmLimit limits nothing",
+                )
+            elif content.unit and telemetry.unit and content.unit != telemetry.unit:
+                # A limit in degC on a reading in K would alarm at the wrong place.
+                self._err(
+                    iface.source,
+                    (*where, "unit"),
+                    "twinmesh.alarm-limit",
+                    f"the unit of {telemetry.name} ({telemetry.unit})",
+                    show(content.unit),
+                    "a limit and its reading disagree on the unit",
+                )
+
     # ------------------------------------------------------------------------------
 
     def run(self) -> list[Interface]:
@@ -351,6 +385,7 @@ class _Linker:
             self._check_components(item, linked[dtmi], linked)
             self._check_annotations(item, linked[dtmi])
             self._check_setpoints(item, linked[dtmi])
+            self._check_alarm_limits(item, linked[dtmi])
         return list(linked.values())
 
 

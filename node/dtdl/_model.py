@@ -18,6 +18,7 @@ from twinmesh.crdt._schema import FieldKind, Policy
 from ._dtmi import Dtmi, parse_dtmi
 
 __all__ = [
+    "AlarmLimitAnnotation",
     "ArraySchema",
     "Command",
     "CommandPayload",
@@ -224,6 +225,19 @@ class Telemetry(Content):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AlarmLimitAnnotation:
+    """A writable Property co-typed ``AlarmLimit`` (``dtmi:twinmesh:extension;1``):
+    its value is a limit on the Telemetry ``limits`` of the same Interface. The
+    home plant raises an alert while a reading is beyond it and clears it once a
+    reading is back by ``hysteresis`` (docs/dtdl-extension.md)."""
+
+    limits: str
+    direction: str = "above"  # "above": alarm when reading > limit; "below": < limit
+    hysteresis: float = 0.0  # in the telemetry's unit
+    severity: str = "warning"  # "warning" | "high"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Property(Content):
     schema: Schema
     writable: bool = False
@@ -232,6 +246,7 @@ class Property(Content):
     twinmesh: TwinmeshAnnotation | None = None
     expected_range: ExpectedRange | None = None
     annotates: str | None = None
+    alarm_limit: AlarmLimitAnnotation | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

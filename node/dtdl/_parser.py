@@ -35,6 +35,7 @@ from ._extension import (
     DTDL_V3_CONTEXT,
     KIND_CO_TYPES,
     KNOWN_CONTEXTS,
+    check_alarm_limit,
     check_expected_range,
     check_setpoint,
     check_twinmesh_kind,
@@ -461,6 +462,16 @@ class DocumentParser(SchemaParser):
                 report=self._report,
                 source=self._source,
             )
+        alarm_limit = None
+        if "AlarmLimit" in types.adjuncts:
+            alarm_limit = check_alarm_limit(
+                obj,
+                schema=schema,
+                writable=writable,
+                path=path,
+                report=self._report,
+                source=self._source,
+            )
         if schema is None:
             return None
         return Property(
@@ -472,6 +483,7 @@ class DocumentParser(SchemaParser):
             twinmesh=twinmesh,
             expected_range=expected,
             annotates=annotates,
+            alarm_limit=alarm_limit,
         )
 
     def _command(
