@@ -565,3 +565,71 @@ def test_command_path_safety_approval_confirmation_replay_and_expiry(
         role="operator",
     )
     assert resp.status == 422 and "decommissioned" in resp.json["reason"]
+
+
+# ------------------------------------------------------------------ alarm limits
+
+
+def limit_alerts(fleet: Fleet, node: str) -> list[dict[str, Any]]:
+    rows = fleet.ok(node, "GET", f"/v1/alerts?entity={urllib.parse.quote(MOTOR)}")["alerts"]
+    return [a for a in rows if a["key"] == "limit:vibrationAlarmThreshold"]
+
+
+def set_threshold(fleet: Fleet, node: str, value: float) -> None:
+    field = fleet.entity(node, MOTOR)["fields"]["vibrationAlarmThreshold"]
+    resp = fleet.put_field(node, MOTOR, "vibrationAlarmThreshold", value, field["context"])
+    assert resp.status == 200, resp.json
+
+
+def test_a_limit_set_at_central_alarms_at_the_plant_and_clears_with_hysteresis(
+    fleet: Fleet, browser: Any
+) -> None:
+    """The motor's model marks vibrationAlarmThreshold an AlarmLimit on vibrationRms.
+    Central ops lowers it below what the healthy motor reads (~1 mm/s): the limit
+    replicates, plant-a's readings cross it, an alert opens there with the limit
+    and the reading in its lineage and reaches central; raised again, it clears."""
+    wait_until(
+        lambda: fleet.ok("plant-a", "GET", f"/v1/telemetry?entity={urllib.parse.quote(MOTOR)}"),
+        30,
+        what="motor telemetry",
+    )
+    set_threshold(fleet, "central", 0.25)
+    opened = wait_until(
+        lambda: [a for a in limit_alerts(fleet, "plant-a") if a["state"] == "open"],
+        30,
+        interval=0.2,
+        what="a limit alert at plant-a",
+    )[0]
+    assert opened["raised_by"] == "plant-a" and opened["severity"] == "warning"
+    assert opened["rule"] == "vibrationRms > 0.25 mm/s", opened["rule"]
+    lineage = opened["lineage"]
+    assert lineage["limit"] == 0.25 and lineage["direction"] == "above"
+    (sensor,) = lineage["sensors"]
+    assert sensor["tag"] == "vibrationRms" and sensor["value"] > 0.25
+    wait_until(
+        lambda: any(a["id"] == opened["id"] for a in limit_alerts(fleet, "central")),
+        30,
+        what="the limit alert at central",
+    )
+    page = signed_in(browser, fleet, "central", role="viewer")
+    page.goto(fleet.nodes["central"]["api"] + "/ui/alerts")
+    assert "vibrationRms &gt; 0.25" in page.content() or "vibrationRms > 0.25" in page.inner_text(
+        "main"
+    )
+    shot(page, "alerts-limit")
+    page.context.close()
+
+    set_threshold(fleet, "central", 40.0)
+    cleared = wait_until(
+        lambda: (
+            next(a for a in limit_alerts(fleet, "plant-a") if a["id"] == opened["id"])["state"]
+            == "cleared"
+        ),
+        30,
+        interval=0.2,
+        what="the limit alert to clear at plant-a",
+    )
+    assert cleared
+    # One open and one clear: a reading near the limit does not flap the alert.
+    events = next(a for a in limit_alerts(fleet, "plant-a") if a["id"] == opened["id"])["events"]
+    assert [e["type"] for e in events] == ["open", "clear"]

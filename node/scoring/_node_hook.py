@@ -25,6 +25,7 @@ class ScoringHooks:
     def __init__(self, node: Any) -> None:
         self.node = node
         self.scoring: ScoringService | None = None
+        self.limits: Any = None  # node/limits: AlarmLimit checks (they raise alerts too)
         self.outbox: Any = None
 
     async def open(self) -> None:
@@ -34,6 +35,11 @@ class ScoringHooks:
             self.scoring = ScoringService(node, node.alerts, config=cfg)
             node.scoring = self.scoring
             await self.scoring.open()
+            from ..limits import LimitService
+
+            self.limits = LimitService(node)
+            node.limits = self.limits
+            await self.limits.open()
         webhook = getattr(node.config, "webhook", None)
         if webhook is not None:
             from ..workorders._outbox import Outbox
@@ -45,12 +51,16 @@ class ScoringHooks:
     def start(self) -> None:
         if self.scoring is not None:
             self.scoring.start()
+        if self.limits is not None:
+            self.limits.start()
         if self.outbox is not None:
             self.outbox.start()
 
     async def close(self) -> None:
         if self.scoring is not None:
             await self.scoring.close()
+        if self.limits is not None:
+            await self.limits.close()
         if self.outbox is not None:
             await self.outbox.close()
 
@@ -63,6 +73,7 @@ def attach_scoring(node: Node) -> None:
     node.alerts = alerts  # type: ignore[attr-defined]
     node.work_orders = WorkOrderService(node)  # type: ignore[attr-defined]
     node.scoring = None  # type: ignore[attr-defined]
+    node.limits = None  # type: ignore[attr-defined]
     node.outbox = None  # type: ignore[attr-defined]
     alerts.on_event.append(node.work_orders.on_alert_event)  # type: ignore[attr-defined]
     node.scoring_hooks = ScoringHooks(node)  # type: ignore[attr-defined]
