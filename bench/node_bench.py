@@ -235,16 +235,79 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_writes(report: Report, info: dict[str, Any], n: int, repeat: int) -> list[str]:
-    urls = _pumps(info, "plant-a", "writes")
+def _store_counters(info: dict[str, Any], node: str) -> tuple[float, float, float]:
+    """The node's group-commit counters from /metrics: commits, rows, seconds."""
+    with urllib.request.urlopen(_api(info, node) + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    got = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("twinmesh_store_commit"):
+            got[name] = float(value)
+    return (
+        got["twinmesh_store_commits_total"],
+        got["twinmesh_store_commit_rows_total"],
+        got["twinmesh_store_commit_seconds_total"],
+    )
+
+
+def _raw_commit_ms(directory: Path, rows: int, commits: int = 400) -> float:
+    """Mean wall ms of one multi-row INSERT of ``rows`` op-sized rows committed
+    on its own (WAL, synchronous=FULL: the WAL's fsync included) into the
+    node's schema, in a file beside the node's, from this otherwise idle
+    thread: what a group commit costs SQLite and the disk alone."""
+    from twinmesh.node._store import _SCHEMA
+
+    path = directory / "raw-commit-probe.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        group = "(?, ?, ?, ?, ?, ?, ?)"
+        sql = (
+            "INSERT OR IGNORE INTO ops (origin, seq, entity, field, author, applied_ms, body)"
+            " VALUES " + ", ".join([group] * rows)
+        )
+        body = b"x" * 90
+        seq = 0
+        t0 = time.perf_counter()
+        for _ in range(commits):
+            flat: list[Any] = []
+            for i in range(rows):
+                seq += 1
+                flat += ["plant-a", seq, f"plant-a/w/pump-{i}", "operatingHours", "op", 0, body]
+            db.execute(sql, flat)
+        return 1e3 * (time.perf_counter() - t0) / commits
+    finally:
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def bench_writes(
+    report: Report,
+    info: dict[str, Any],
+    n: int,
+    repeat: int,
+    directory: Path | None = None,
+    prefix: str = "writes",
+) -> list[str]:
+    urls = _pumps(info, "plant-a", prefix)
     node_pid = next(x["pid"] for x in info["nodes"] if x["name"] == "plant-a")
     cpu = {"node": float("inf"), "bare": float("inf")}
+    commits = [0.0, 0.0, 0.0]
 
     def timed_cpu(key: str, pid: int, run: Callable[[], Any]) -> Callable[[], None]:
         def go() -> None:
             c0 = _cpu_seconds(pid)
+            s0 = _store_counters(info, "plant-a") if key == "node" else None
             run()
             cpu[key] = min(cpu[key], (_cpu_seconds(pid) - c0) / n)
+            if s0 is not None:
+                s1 = _store_counters(info, "plant-a")
+                for i in range(3):
+                    commits[i] += s1[i] - s0[i]
 
         return go
 
@@ -284,6 +347,22 @@ def bench_writes(report: Report, info: dict[str, Any], n: int, repeat: int) -> l
         note="user+system CPU of the server process (all threads) per request, best run; "
         "less sensitive to a busy machine than the rates",
     )
+    if directory is not None and commits[0]:
+        per_commit = commits[1] / commits[0]
+        raw_ms = _raw_commit_ms(directory, max(1, round(per_commit)))
+        report.row(
+            "group commit latency in the node",
+            1e3 * commits[2] / commits[0],
+            "ms",
+            reference="raw SQLite commit, same rows",
+            ref_value=raw_ms,
+            ref_unit="ms",
+            goal="none set (informational)",
+            note=f"{per_commit:.1f} rows per commit over the timed node runs; the node's figure "
+            "is the committer thread's wall time per commit (GIL and CPU waits included), "
+            "the reference the same multi-row INSERT with its WAL fsync from an idle thread: "
+            "their gap is what the commit waits for besides the disk",
+        )
     return urls
 
 
@@ -546,25 +625,59 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.add_argument("--no-profile", action="store_true", help="skip profiling missed goals")
     p.add_argument("--interval", type=float, default=None, help="gossip interval, seconds")
+    p.add_argument(
+        "--only",
+        choices=["writes", "gossip", "convergence"],
+        action="append",
+        help="run only this section (repeatable; default: all three)",
+    )
+    p.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the writes section N times on one fleet and print each ratio and the "
+        "median (default: %(default)s)",
+    )
     args = p.parse_args(argv)
+    only = set(args.only or ["writes", "gossip", "convergence"])
     quick = args.quick
     interval = args.interval or (0.2 if quick else 0.5)
     report = Report("node (real processes, loopback)")
     with tempfile.TemporaryDirectory(prefix="twinmesh-node-bench-") as tmp:
         root = Path(tmp)
-        with _fleet(root / "two", 1, interval) as info:
-            writes_n = 200 if quick else 2000
-            urls = bench_writes(report, info, writes_n, 1 if quick else 3)
-            bench_gossip(report, info, urls, 300 if quick else 6000, root / "two")
-            missed = [r for r in report.rows if r.met is False]
-            if missed and not args.no_profile and not quick:
-                report.note(profile_node_writes(info, urls, 2000))
-        bench_convergence(
-            report,
-            root / "four",
-            interval,
-            [(1.0, 1)] if quick else [(2.0, 3), (8.0, 1)],
-        )
+        if only & {"writes", "gossip"}:
+            with _fleet(root / "two", 1, interval) as info:
+                writes_n = 200 if quick else 2000
+                urls = []
+                for run in range(max(1, args.runs) if "writes" in only else 0):
+                    urls = bench_writes(
+                        report, info, writes_n, 1 if quick else 3, root / "two", f"writes{run}"
+                    )
+                if args.runs > 1 and "writes" in only:
+                    ratios = [
+                        r.value / r.ref_value
+                        for r in report.rows
+                        if r.figure.startswith("durable API writes/s") and r.value and r.ref_value
+                    ]
+                    report.note(
+                        f"durable writes / bare over {len(ratios)} runs: median "
+                        f"{statistics.median(ratios):.3f}, spread {min(ratios):.3f}-"
+                        f"{max(ratios):.3f} (" + ", ".join(f"{x:.3f}" for x in ratios) + ")"
+                    )
+                if "gossip" in only:
+                    urls = urls or _pumps(info, "plant-a", "gossip")
+                    bench_gossip(report, info, urls, 300 if quick else 6000, root / "two")
+                missed = [r for r in report.rows if r.met is False]
+                if missed and urls and "writes" in only and not args.no_profile and not quick:
+                    report.note(profile_node_writes(info, urls, 2000))
+        if "convergence" in only:
+            bench_convergence(
+                report,
+                root / "four",
+                interval,
+                [(1.0, 1)] if quick else [(2.0, 3), (8.0, 1)],
+            )
     report.print()
     if args.json:
         report.write_json(args.json)

@@ -185,6 +185,10 @@ def _written(body: dict[str, Any], delta: Delta) -> dict[str, Any]:
 
 
 _json_encode = msgspec.json.Encoder().encode
+#: Request bodies: msgspec parses into the same dicts and lists as
+#: ``json.loads`` at a fraction of its cost (a write's body was 2% of the
+#: loop's time), and is stricter: ``NaN``/``Infinity`` are not JSON.
+_json_decode = msgspec.json.Decoder().decode
 
 
 def _entity_response(
@@ -212,7 +216,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         if ctype == "application/msgpack":
             data = msgpack.unpackb(raw, max_ext_len=0)
         else:
-            data = json.loads(raw or b"null")
+            data = _json_decode(raw or b"null")
     except Exception as exc:
         raise web.HTTPBadRequest(
             text=json.dumps({"error": "malformed-body", "reason": f"body does not parse: {exc}"}),

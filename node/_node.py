@@ -337,7 +337,11 @@ class Node:
                     self.fail(exc)
                 raise  # the first mutator raises before any change
             done.append((delta, self.engine.commit(delta, durable=False)))
-        commit = asyncio.ensure_future(self._commit_local(done))
+        try:
+            commit = self._commit_local(done)
+        except Exception as exc:  # the store refused the rows (closed, unencodable)
+            self.fail(exc)
+            raise
         self._committing.add(commit)
         try:
             await asyncio.shield(commit)
@@ -345,7 +349,12 @@ class Node:
             self.fail(exc)
             raise
         finally:
-            self._committing.discard(commit)
+            # In flight until the commit itself is done, even if this caller
+            # was cancelled meanwhile: ``settled`` must keep waiting for it.
+            if commit.done():
+                self._committing.discard(commit)
+            else:
+                commit.add_done_callback(self._committing.discard)
         self.engine.mark_durable(done[-1][1])
         self.metrics.writes += len(done)
         for delta, _ in done:
@@ -359,11 +368,23 @@ class Node:
             )
         return done
 
-    async def _commit_local(self, done: list[tuple[Delta, int]]) -> None:
+    def _commit_local(self, done: list[tuple[Delta, int]]) -> asyncio.Future[None]:
+        """The commit of a unit of local writes, queued before this returns.
+
+        Queued synchronously (no task per write): the profile of 16 clients
+        writing put a fifth of the write path's event-loop time in creating
+        and stepping a task that only queued rows and waited."""
         assert self.store is not None
         if self._hold is not None:
-            await self._hold.before_commit()  # a test holding the window open
-        await self.store.append_local_many(
+            return asyncio.ensure_future(self._held_commit(done))
+        return self.store.append_local_nowait(
+            self.config.name, [(seq, d) for d, seq in done], int(self.clock() * 1000)
+        )
+
+    async def _held_commit(self, done: list[tuple[Delta, int]]) -> None:
+        assert self.store is not None and self._hold is not None
+        await self._hold.before_commit()  # a test holding the window open
+        await self.store.append_local_nowait(
             self.config.name, [(seq, d) for d, seq in done], int(self.clock() * 1000)
         )
 

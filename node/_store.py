@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import sqlite3
 import threading
@@ -132,12 +133,20 @@ def _statements(runs: list[tuple[str, list[Sequence[Any]]]]) -> list[tuple[str, 
         if not sql.startswith("INSERT") or cut < 0 or not sql.endswith(")") or len(run) == 1:
             out.extend((sql, params) for params in run)
             continue
-        head, group = sql[: cut + 8], sql[cut + 8 :]
         for start in range(0, len(run), _ROWS_PER_STATEMENT):
             chunk = run[start : start + _ROWS_PER_STATEMENT]
             flat = [value for params in chunk for value in params]
-            out.append((head + ", ".join([group] * len(chunk)), flat))
+            out.append((_multi_row(sql, cut, len(chunk)), flat))
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _multi_row(sql: str, cut: int, rows: int) -> str:
+    """``sql``'s VALUES group repeated ``rows`` times. Cached: the committer
+    built the same few strings for every group (the same text is also what
+    lets sqlite3's statement cache skip preparing it again)."""
+    head, group = sql[: cut + 8], sql[cut + 8 :]
+    return head + ", ".join([group] * rows)
 
 
 def _commit(conn: sqlite3.Connection, runs: list[tuple[str, list[Sequence[Any]]]]) -> int:
@@ -281,12 +290,18 @@ class Store:
         finally:
             conn.close()
 
-    async def _submit(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+    def _submit_nowait(self, statements: list[tuple[str, Sequence[Any]]]) -> asyncio.Future[None]:
+        """Queue one transaction for the committer; the future resolves once it
+        is committed (or fails with the commit's error). On the event loop."""
         if self._closed:
             raise RuntimeError("store is closed")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
         self._queue.put(_Submission(statements, fut))
-        await fut
+        return fut
+
+    async def _submit(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+        await self._submit_nowait(statements)
 
     # ------------------------------------------------------------ writes
 
@@ -318,7 +333,16 @@ class Store:
         self, origin: str, deltas: Sequence[tuple[int, Delta]], applied_ms: int
     ) -> None:
         """Durably record writes made here, in one transaction (all or none)."""
-        await self._submit([self._op_row(origin, seq, d, applied_ms) for seq, d in deltas])
+        await self.append_local_nowait(origin, deltas, applied_ms)
+
+    def append_local_nowait(
+        self, origin: str, deltas: Sequence[tuple[int, Delta]], applied_ms: int
+    ) -> asyncio.Future[None]:
+        """:meth:`append_local_many` without a coroutine: queued for the
+        committer before this returns (so in submission order), durable when
+        the future resolves. The node's write path awaits this directly: a
+        task per write to run the coroutine cost more than the commit's share."""
+        return self._submit_nowait([self._op_row(origin, seq, d, applied_ms) for seq, d in deltas])
 
     async def write_rows(self, rows: list[tuple[str, Sequence[Any]]]) -> None:
         """Durably write rows from the builders below, in one transaction.

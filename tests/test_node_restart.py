@@ -191,14 +191,17 @@ def test_a_read_waits_out_the_commit_window_of_a_local_write(fleet: Fleet, tmp_p
             await node.write(lambda s: s.create("plant-a/window-pump", PUMP, author="t"))
             release = asyncio.Event()
             entered = asyncio.Event()
-            real = node.store.append_local_many
+            real = node.store.append_local_nowait
 
-            async def slow(*args: object, **kw: object) -> None:
+            async def held(*args: object, **kw: object) -> None:
                 entered.set()
                 await release.wait()
                 await real(*args, **kw)  # type: ignore[arg-type]
 
-            node.store.append_local_many = slow  # type: ignore[method-assign]
+            def slow(*args: object, **kw: object) -> asyncio.Future[None]:
+                return asyncio.ensure_future(held(*args, **kw))
+
+            node.store.append_local_nowait = slow  # type: ignore[method-assign]
             write = asyncio.create_task(
                 node.write(
                     lambda s: s.write(

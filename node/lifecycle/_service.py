@@ -39,6 +39,12 @@ class Lifecycle:
             return DEFAULT
 
     def archived(self, entity_id: str) -> bool:
+        # Every API write asks this first. A twin whose lifecycle was never
+        # written is in service: say so without building its value (the
+        # profile of 16 writing clients had this at 3% of the loop's time).
+        entity = self.node.state.entities.get(entity_id)
+        if entity is None or FIELD not in entity.fields:
+            return False
         return self.state(entity_id) is State.DECOMMISSIONED
 
     def conflicted(self, entity_id: str) -> bool:
