@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Baseline", "Relation", "learn_baseline"]
+__all__ = ["Baseline", "Relation", "fit_relation", "learn_baseline"]
 
 _RIDGE = 1e-3
 
@@ -67,6 +67,9 @@ class Baseline:
     trained_at: float  # source time of the last warm-up frame
     reason: str
     relations: tuple[Relation, ...] = ()
+    #: Vibration lines that measure running speed: inputs of relations besides
+    #: the other process variables (``_consistency`` refits them after the warm-up).
+    tonal: tuple[int, ...] = ()
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         return (x - self.center) / self.scale
@@ -99,7 +102,8 @@ class Baseline:
         }
 
 
-def _fit(z: np.ndarray, target: int, inputs: Sequence[int]) -> Relation | None:
+def fit_relation(z: np.ndarray, target: int, inputs: Sequence[int]) -> Relation | None:
+    """Ridge fit of ``target`` on ``inputs`` over rows of standardised features ``z``."""
     if not inputs:
         return None
     a = z[:, list(inputs)]
@@ -161,7 +165,7 @@ def learn_baseline(
     relations: list[Relation] = []
     for k in process:
         others = [i for i in process if i != k]
-        rel = _fit(z, k, others + list(tonal))
+        rel = fit_relation(z, k, others + list(tonal))
         if rel is None or rel.r2 < min_r2:
             continue
         relations.append(rel)
@@ -176,4 +180,5 @@ def learn_baseline(
         trained_at=trained_at,
         reason=reason,
         relations=tuple(relations),
+        tonal=tuple(tonal),
     )

@@ -53,6 +53,9 @@ ACTIONS: Mapping[str, str] = {
     "drift": "recalibrate or replace the transmitter; do not dispatch a mechanical crew",
 }
 _BEARING = re.compile(r"(?i)kurtosis|bearing")
+#: How far beyond the range its relations were fitted on (in spans of that range)
+#: a drift finding may imply the machine is and still raise.
+EXTRAPOLATION = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,10 +238,19 @@ def diagnose(
     # Relations that use the vibration lines as a speed measurement break when the
     # machine vibrates more; with a vibration finding standing, they say nothing.
     skip = set(via_vibration) if vib_hot else set()
+    # Every relation has every other process variable among its inputs: while one
+    # of them is stuck or silent (found above), the broken relations are that
+    # transmitter's doing, not another's and not the process's.
+    frozen = any(
+        roles_a[i] == "process" and base_tag(features[i]) in explained for i in range(len(features))
+    )
     proc = [
         i
         for i in range(len(features))
-        if abs(consistency[i]) >= 1.0 and base_tag(features[i]) not in explained and i not in skip
+        if not frozen
+        and abs(consistency[i]) >= 1.0
+        and base_tag(features[i]) not in explained
+        and i not in skip
     ]
     if proc:
         # One transmitter that explains the broken relations (see
@@ -256,6 +268,10 @@ def diagnose(
             margin = math.inf if rival is None else rival.cost - best.cost
             if margin < 10.0:
                 score = min(score, 0.9)
+            if best.outside > EXTRAPOLATION:
+                # Even with that transmitter corrected the machine would be where
+                # the relations were never fitted: hold, do not raise.
+                score = min(score, 0.9)
             others = [i for i in proc if i != j]
             out.append(
                 Finding(
@@ -272,6 +288,7 @@ def diagnose(
                         "features": _ev(features, [j, *others], consistency, x, center),
                         "estimated_offset": round(best.shift * float(scale[j]), 6),
                         "unexplained": round(best.unexplained, 3),
+                        "beyond_learned_range": round(best.outside, 3),
                         "alternatives": [
                             {
                                 "tag": base_tag(features[h.feature]),
@@ -287,6 +304,8 @@ def diagnose(
                 )
             )
         else:
+            if not hyps or min(h.outside for h in hyps) > EXTRAPOLATION:
+                score = min(score, 0.9)  # beyond the learned range: the fit, not the machine
             out.append(
                 Finding(
                     key="machine:process_anomaly",

@@ -373,7 +373,8 @@ class ScoringEngine:
         out = []
         tags = {t for t in a.features if ":" not in t and "." not in t}
         roles_v = np.array(b.roles) == "vibration"
-        via_vib = {r.target for r in b.relations if any(roles_v[i] for i in r.inputs)}
+        rels = cons_det.relations if cons_det is not None else b.relations
+        via_vib = {r.target for r in rels if any(roles_v[i] for i in r.inputs)}
         for i, (frame, xi, _vi) in enumerate(pending):
             for t in tags:
                 if t in frame.values:
@@ -421,6 +422,11 @@ class ScoringEngine:
             if not findings and max(scores.values(), default=0.0) < 0.5:
                 a.healthy.append(z[i])
                 a.healthy_x.append(xi)
+            if not findings and cons_det is not None and scores.get("consistency", 0.0) < 0.5:
+                # The relations learn every frame that raised nothing and broke no
+                # trusted relation, also where a level detector leans (a new
+                # operating point is what they must learn to cover).
+                cons_det.learn(z[i], valid[i])
         a.scored += n
         self.frames_scored += n
         self.newest_scored_ts = max(self.newest_scored_ts, pending[-1][0].ts)
