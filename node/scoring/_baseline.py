@@ -21,9 +21,10 @@ and Diagnosis in Engineering Systems*, 1998, ch. 5): every process variable is
 regressed (ridge) on the other process variables of the asset and on the
 tonal vibration lines (1x, 2x running speed), which measure the running speed
 a pump or spindle may not report otherwise. A relation is
-kept when it explains at least ``min_r2`` (0.9) of the variable's variance in the
-warm-up. Which transmitter broke a relation is told by the relations' fault
-signatures (``_consistency``).
+kept when it explains at least ``min_r2`` of the variable's variance in the
+warm-up. ``_consistency`` refits them on the healthy frames that follow and
+decides which may raise; which transmitter broke a relation is told by the
+relations' fault signatures.
 """
 
 from __future__ import annotations

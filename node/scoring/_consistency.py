@@ -71,7 +71,9 @@ class Consistency(Detector):
         refit_every: int = 60,
         validations: int = 2,
         max_rows: int = 4000,
+        reliability: float = 0.9,
     ) -> None:
+        self.reliability = reliability
         self.min_r2 = min_r2
         self.refit_every = refit_every
         self.validations = validations
@@ -166,7 +168,7 @@ class Consistency(Detector):
             r = np.convolve(rel.residual(new), np.ones(k) / k, mode="valid")
             held = float(np.max(np.abs(r), initial=0.0)) <= self.limit / 2
             self._passed[rel.target] = self._passed.get(rel.target, 0) + 1 if held else 0
-            if self._passed[rel.target] >= self.validations:
+            if self._passed[rel.target] >= self.validations and self._exercised(rel):
                 # Once earned, kept: a trusted relation gates what is learned, so
                 # what it saw break is never learned and cannot fail it later.
                 self.trusted.add(rel.target)
@@ -177,6 +179,27 @@ class Consistency(Detector):
             rows = np.concatenate([rows[:half:2], rows[half:]])
         self._rows = rows
         self._refit()
+
+    def _exercised(self, rel: Relation) -> bool:
+        """Every process input of ``rel`` moved well beyond its own noise in the frames learned.
+
+        An input whose learned variation is mostly its noise has its coefficient
+        attenuated toward zero (errors in variables: Fuller, *Measurement Error
+        Models*, 1987, ch. 1; the factor is the reliability 1 - noise/total
+        variance), so the relation breaks, with no fault, once that input moves
+        (a pump's suction with the tank level). Noise variance: von Neumann's
+        MSSD / 2 over the learned frames in order."""
+        b = self._baseline
+        # The vibration lines are a speed measurement: on a machine that runs at
+        # one speed they do not move and their (small) coefficients do not matter.
+        inputs = [i for i in rel.inputs if b is not None and b.roles[i] == "process"]
+        x = self._rows[:, inputs]
+        if len(x) < 3:
+            return False
+        var = x.var(axis=0)
+        noise = np.mean(np.diff(x, axis=0) ** 2, axis=0) / 2.0
+        reliability = 1.0 - noise / np.maximum(var, 1e-12)
+        return bool(np.all(reliability >= self.reliability))
 
     def _refit(self) -> None:
         b = self._baseline

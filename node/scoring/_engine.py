@@ -68,9 +68,11 @@ class EngineConfig:
     # ... and dropout_frames typical frame intervals: the whole asset dropped out
     detectors: tuple[str, ...] = ("rolling-z", "ewma", "iforest", "consistency", "residual")
     #: A relation between process variables is kept when it explains this share
-    #: of the target's warm-up variance. 0.9 dropped the weak speed ~ load, current
-    #: relation of a motor, and without it a current drift and a load drift look
-    #: alike (measured on a real node: the drift was named on the load transmitter).
+    #: of the target's variance (warm-up, then all healthy frames learned). 0.9
+    #: dropped the weak speed ~ load, current relation of a motor, and without it a
+    #: current drift and a load drift look alike (measured on a real node: the drift
+    #: was named on the load transmitter). Which relations may raise is decided by
+    #: prediction, not by r2 (``_consistency``).
     relation_r2: float = 0.7
 
     def describe(self) -> dict[str, Any]:
