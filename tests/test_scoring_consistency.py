@@ -96,3 +96,19 @@ def test_a_stuck_process_tag_explains_the_broken_relations() -> None:
     alone = diagnose(consistency=broken, stuck=[], **common)
     assert [x.key for x in alone] == ["machine:process_anomaly"]
     assert alone[0].score < 1.0  # no hypothesis inside the learned range: held
+
+
+def test_an_input_that_only_shows_its_noise_keeps_the_relation_from_raising() -> None:
+    # The speed transmitter shows nothing but its noise in what was learned: its
+    # coefficient is attenuated toward zero, so the relation is not trusted yet.
+    rng = np.random.default_rng(5)
+
+    def rows(n: int, t0: int) -> np.ndarray:
+        x = _rows(rng, n, swing=10.0, t0=t0)
+        x[:, 2] = 1500 + rng.normal(0, 0.5, n)
+        return x
+
+    det, b = _fitted(rows(120, 0))
+    _learn(det, b, rows(4 * det.refit_every, 120))
+    current = next(r for r in det.relations if r.target == 0)
+    assert 2 in current.inputs and 0 not in det.trusted
