@@ -21,10 +21,9 @@ and Diagnosis in Engineering Systems*, 1998, ch. 5): every process variable is
 regressed (ridge) on the other process variables of the asset and on the
 tonal vibration lines (1x, 2x running speed), which measure the running speed
 a pump or spindle may not report otherwise. A relation is
-kept when it explains at least ``min_r2`` of the variable's variance in the
-warm-up. ``_consistency`` refits them on the healthy frames that follow and
-decides which may raise; which transmitter broke a relation is told by the
-relations' fault signatures.
+kept when it explains at least ``min_r2`` (0.9) of the variable's variance in the
+warm-up. Which transmitter broke a relation is told by the relations' fault
+signatures (``_consistency``).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Baseline", "Relation", "fit_relation", "learn_baseline"]
+__all__ = ["Baseline", "Relation", "learn_baseline"]
 
 _RIDGE = 1e-3
 
@@ -68,9 +67,6 @@ class Baseline:
     trained_at: float  # source time of the last warm-up frame
     reason: str
     relations: tuple[Relation, ...] = ()
-    #: Vibration lines that measure running speed: inputs of relations besides
-    #: the other process variables (``_consistency`` refits them after the warm-up).
-    tonal: tuple[int, ...] = ()
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         return (x - self.center) / self.scale
@@ -103,8 +99,7 @@ class Baseline:
         }
 
 
-def fit_relation(z: np.ndarray, target: int, inputs: Sequence[int]) -> Relation | None:
-    """Ridge fit of ``target`` on ``inputs`` over rows of standardised features ``z``."""
+def _fit(z: np.ndarray, target: int, inputs: Sequence[int]) -> Relation | None:
     if not inputs:
         return None
     a = z[:, list(inputs)]
@@ -166,7 +161,7 @@ def learn_baseline(
     relations: list[Relation] = []
     for k in process:
         others = [i for i in process if i != k]
-        rel = fit_relation(z, k, others + list(tonal))
+        rel = _fit(z, k, others + list(tonal))
         if rel is None or rel.r2 < min_r2:
             continue
         relations.append(rel)
@@ -181,5 +176,4 @@ def learn_baseline(
         trained_at=trained_at,
         reason=reason,
         relations=tuple(relations),
-        tonal=tuple(tonal),
     )

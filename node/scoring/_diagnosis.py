@@ -53,9 +53,6 @@ ACTIONS: Mapping[str, str] = {
     "drift": "recalibrate or replace the transmitter; do not dispatch a mechanical crew",
 }
 _BEARING = re.compile(r"(?i)kurtosis|bearing")
-#: How far beyond the range its relations were fitted on (in spans of that range)
-#: a drift finding may imply the machine is and still raise.
-EXTRAPOLATION = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -268,10 +265,6 @@ def diagnose(
             margin = math.inf if rival is None else rival.cost - best.cost
             if margin < 10.0:
                 score = min(score, 0.9)
-            if best.outside > EXTRAPOLATION:
-                # Even with that transmitter corrected the machine would be where
-                # the relations were never fitted: hold, do not raise.
-                score = min(score, 0.9)
             others = [i for i in proc if i != j]
             out.append(
                 Finding(
@@ -288,7 +281,6 @@ def diagnose(
                         "features": _ev(features, [j, *others], consistency, x, center),
                         "estimated_offset": round(best.shift * float(scale[j]), 6),
                         "unexplained": round(best.unexplained, 3),
-                        "beyond_learned_range": round(best.outside, 3),
                         "alternatives": [
                             {
                                 "tag": base_tag(features[h.feature]),
@@ -304,8 +296,6 @@ def diagnose(
                 )
             )
         else:
-            if not hyps or min(h.outside for h in hyps) > EXTRAPOLATION:
-                score = min(score, 0.9)  # beyond the learned range: the fit, not the machine
             out.append(
                 Finding(
                     key="machine:process_anomaly",

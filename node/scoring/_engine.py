@@ -68,11 +68,9 @@ class EngineConfig:
     # ... and dropout_frames typical frame intervals: the whole asset dropped out
     detectors: tuple[str, ...] = ("rolling-z", "ewma", "iforest", "consistency", "residual")
     #: A relation between process variables is kept when it explains this share
-    #: of the target's variance (warm-up, then all healthy frames learned). 0.9
-    #: dropped the weak speed ~ load, current relation of a motor, and without it a
-    #: current drift and a load drift look alike (measured on a real node: the drift
-    #: was named on the load transmitter). Which relations may raise is decided by
-    #: prediction, not by r2 (``_consistency``).
+    #: of the target's warm-up variance. 0.9 dropped the weak speed ~ load, current
+    #: relation of a motor, and without it a current drift and a load drift look
+    #: alike (measured on a real node: the drift was named on the load transmitter).
     relation_r2: float = 0.7
 
     def describe(self) -> dict[str, Any]:
@@ -375,8 +373,7 @@ class ScoringEngine:
         out = []
         tags = {t for t in a.features if ":" not in t and "." not in t}
         roles_v = np.array(b.roles) == "vibration"
-        rels = cons_det.relations if cons_det is not None else b.relations
-        via_vib = {r.target for r in rels if any(roles_v[i] for i in r.inputs)}
+        via_vib = {r.target for r in b.relations if any(roles_v[i] for i in r.inputs)}
         for i, (frame, xi, _vi) in enumerate(pending):
             for t in tags:
                 if t in frame.values:
@@ -424,11 +421,6 @@ class ScoringEngine:
             if not findings and max(scores.values(), default=0.0) < 0.5:
                 a.healthy.append(z[i])
                 a.healthy_x.append(xi)
-            if not findings and cons_det is not None and scores.get("consistency", 0.0) < 0.5:
-                # The relations learn every frame that raised nothing and broke no
-                # trusted relation, also where a level detector leans (a new
-                # operating point is what they must learn to cover).
-                cons_det.learn(z[i], valid[i])
         a.scored += n
         self.frames_scored += n
         self.newest_scored_ts = max(self.newest_scored_ts, pending[-1][0].ts)

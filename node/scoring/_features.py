@@ -61,19 +61,17 @@ _HORIZON = 16  # open frames per asset before the oldest closes incomplete
 class FeatureSet:
     """A versioned definition of the features computed per asset."""
 
-    version: str = "fs-2"
+    version: str = "fs-1"
     vibration: str = r"(?i)vibration"  # name pattern of vibration condition indicators
     thermal: str = r"(?i)temperature"  # name pattern of temperatures
     #: Vibration indicators of bearing damage (impulsive): kurtosis, bearing band.
     impulsive: str = r"(?i)kurtosis|bearing"
-    #: Tonal vibration lines that follow running speed are inputs of the process
-    #: relations, measuring a speed the asset does not report: a pump's flow and
-    #: pressures have two drivers (speed, valve position) and without a speed no
-    #: linear relation holds over its duty cycle (measured: r2 0.0-0.1 over 600 s;
-    #: 0.7-0.96 with the 1x and 2x lines). fs-1 had them off (they made warm-up-only
-    #: relations alarm at a CNC's transients); relations now raise only once they
-    #: have predicted unseen healthy frames (``_consistency``).
-    tonal: str | None = r"(?i)1x|2x"
+    #: Tonal vibration lines that follow running speed (e.g. r"(?i)1x|2x") may be
+    #: inputs of the process relations, measuring a speed the asset does not
+    #: report. Off by default: on the CNC centre's stepped program they made the
+    #: relations alarm at transients (measured: 2 false alerts in 0.47 asset-days)
+    #: and still did not catch a drifting spindle speed.
+    tonal: str | None = None
     slope_window: int = 20  # frames in the trailing slope of a thermal tag
 
     def role(self, name: str) -> str:
