@@ -235,10 +235,19 @@ def diagnose(
     # Relations that use the vibration lines as a speed measurement break when the
     # machine vibrates more; with a vibration finding standing, they say nothing.
     skip = set(via_vibration) if vib_hot else set()
+    # Every relation has every other process variable among its inputs: while one
+    # of them is stuck or silent (found above), the broken relations are that
+    # transmitter's doing, not another's and not the process's.
+    frozen = any(
+        roles_a[i] == "process" and base_tag(features[i]) in explained for i in range(len(features))
+    )
     proc = [
         i
         for i in range(len(features))
-        if abs(consistency[i]) >= 1.0 and base_tag(features[i]) not in explained and i not in skip
+        if not frozen
+        and abs(consistency[i]) >= 1.0
+        and base_tag(features[i]) not in explained
+        and i not in skip
     ]
     if proc:
         # One transmitter that explains the broken relations (see

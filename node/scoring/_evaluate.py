@@ -173,7 +173,12 @@ def _score_run(run: dict[str, Any]) -> dict[str, Any]:
         inside = [e for e in opens if e["entity"] == ent and a <= e["at"] <= b]
         machine = [e for e in inside if e["diagnosis"]["kind"] == "machine"]
         sensor = [e for e in inside if e["diagnosis"]["kind"] == "sensor"]
-        rec: dict[str, Any] = {"id": r["id"], "entity": ent}
+        rec: dict[str, Any] = {
+            "id": r["id"],
+            "entity": ent,
+            # What opened inside the fault, for reading a miss or a wrong label.
+            "alerts": sorted({e["key"] for e in inside}),
+        }
         if r["kind"] in ("bearing_wear", "cooling_failure"):
             rec["detected"] = bool(machine)
             rec["label_ok"] = any(e["diagnosis"]["label"] == r["kind"] for e in machine)
@@ -276,6 +281,12 @@ def evaluate(
         "frames_per_second": frames / seconds if seconds else math.nan,
         "retrains": retrains[:20],
         "misses": [r for recs in kinds.values() for r in recs if not r.get("detected")][:20],
+        "mislabelled": [
+            r
+            for recs in kinds.values()
+            for r in recs
+            if r.get("detected") and r.get("sensor_ok") is False
+        ][:20],
     }
 
 
