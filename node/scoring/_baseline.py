@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Baseline", "Relation", "learn_baseline"]
+__all__ = ["Baseline", "Relation", "fit_relation", "learn_baseline"]
 
 _RIDGE = 1e-3
 
@@ -99,7 +99,8 @@ class Baseline:
         }
 
 
-def _fit(z: np.ndarray, target: int, inputs: Sequence[int]) -> Relation | None:
+def fit_relation(z: np.ndarray, target: int, inputs: Sequence[int]) -> Relation | None:
+    """Ridge fit of ``target`` on ``inputs`` over standardised rows ``z``."""
     if not inputs:
         return None
     a = z[:, list(inputs)]
@@ -161,7 +162,7 @@ def learn_baseline(
     relations: list[Relation] = []
     for k in process:
         others = [i for i in process if i != k]
-        rel = _fit(z, k, others + list(tonal))
+        rel = fit_relation(z, k, others + list(tonal))
         if rel is None or rel.r2 < min_r2:
             continue
         relations.append(rel)

@@ -167,8 +167,17 @@ def diagnose(
         if base_tag(features[i]) not in explained
     ]
     hot = [i for i in thermal if up[i] >= 1.0]
-    # Heating = the slope's rolling z is clearly positive (a sign alone is noise).
-    slope_of = {base_tag(features[i]): float(level[i]) for i in thermal if roles_a[i] == "slope"}
+    # Heating = the temperature is rising by more than its slope's healthy spread.
+    # Measured against zero, not against the warm-up's slope: a warm-up that saw
+    # the machine still warming from cold has a positive slope centre and a
+    # non-stationary slope the level detectors do not watch, and a lost cooling
+    # then heats "normally" (plant.toml seed 201: +0.15 K/frame against a
+    # centre of 0.02 and a spread of 0.13, never called heating, never raised).
+    slope_of = {
+        base_tag(features[i]): max(float(level[i]) * 4.0, float(x[i] / scale[i]))
+        for i in thermal
+        if roles_a[i] == "slope"
+    }
     if vib_hot:
         vib_hot.sort(key=lambda i: -up[i])
         top = vib_hot[0]
@@ -203,7 +212,7 @@ def diagnose(
         process_ok = float(np.max(np.abs(consistency), initial=0.0)) < 1.0
         for tag, idx in sorted(by_tag.items()):
             score = max(up[i] for i in idx)
-            heating = slope_of.get(tag, 1.0) >= 0.25
+            heating = slope_of.get(tag, 1.0) >= 1.0
             if not heating:
                 # Hot but no longer heating (a machine cooling down after a repair,
                 # or a cooling failure at its new steady state): this keeps an

@@ -28,6 +28,7 @@ Everything takes ``now`` and a seed; no clock, no global RNG.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -111,7 +112,7 @@ def _source_ts(stored: Any) -> float:
     return float(stored.sample.source_ts)
 
 
-def _make(name: str, member: str, cohort: Cohort) -> Detector:
+def _make(name: str, member: str, cohort: Cohort, *, keep_r2: float = 0.7) -> Detector:
     if name == "rolling-z":
         return RollingZ(member=member, cohort=cohort)
     if name == "ewma":
@@ -119,7 +120,7 @@ def _make(name: str, member: str, cohort: Cohort) -> Detector:
     if name == "iforest":
         return IForest()
     if name == "consistency":
-        return Consistency()
+        return Consistency(keep_r2=keep_r2)
     if name == "residual":
         return ResidualThreshold()
     raise ValueError(f"unknown detector {name!r}")
@@ -338,7 +339,10 @@ class ScoringEngine:
         valid = np.isfinite(x)
         train = Batch(x=x, z=np.where(valid, b.standardise(np.nan_to_num(x)), 0.0), valid=valid)
         cohort = self.cohorts.setdefault(a.cohort, Cohort())
-        a.detectors = [_make(n, a.entity, cohort) for n in self.config.detectors]
+        a.detectors = [
+            _make(n, a.entity, cohort, keep_r2=self.config.relation_r2)
+            for n in self.config.detectors
+        ]
         for d in a.detectors:
             d.fit(b, train, self.rng)
         a.healthy.clear()
@@ -433,11 +437,39 @@ class ScoringEngine:
             if not findings and max(scores.values(), default=0.0) < 0.5:
                 a.healthy.append(z[i])
                 a.healthy_x.append(xi)
+            if (
+                cons_det is not None
+                and not findings
+                and cons_det.beyond(i)
+                and max((v for k, v in scores.items() if k != "consistency"), default=0.0) < 0.5
+            ):
+                # Beyond what the relations were fitted on, healthy by every other
+                # detector and below the relations' own limit: the envelope may grow.
+                cons_det.keep_healthy(z[i])
         a.scored += n
         self.frames_scored += n
         self.newest_scored_ts = max(self.newest_scored_ts, pending[-1][0].ts)
+        if cons_det is not None and cons_det.wants_growth():
+            self._grow_envelope(a, cons_det, pending[-1][0].ts)
         self._check_drift(a, pending[-1][0].ts)
         return out
+
+    def _grow_envelope(self, a: _Asset, cons: Consistency, at: float) -> None:
+        """The process relations refitted over a wider healthy range: a new model
+        version with its reason (see ``Consistency``'s theory of operation)."""
+        b = a.baseline
+        assert b is not None
+        relations, why = cons.grow()
+        version = a.last_version + 1
+        a.last_version = version
+        frames = cons.fitted_rows
+        a.baseline = dataclasses.replace(
+            b, version=version, relations=relations, reason=why, trained_at=at, frames=frames
+        )
+        cons.rebase(a.baseline)
+        self.retrains.append(
+            Retrain(entity=a.entity, version=version, at=at, reason=why, frames=frames)
+        )
 
     def _check_drift(self, a: _Asset, at: float) -> None:
         b = a.baseline

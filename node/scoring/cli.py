@@ -8,10 +8,13 @@ from typing import Any
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    import sys
+
+    from ...adapters.synthetic import PlantConfigError
     from ._evaluate import main_evaluate
 
-    print(
-        main_evaluate(
+    try:
+        table = main_evaluate(
             Path(args.config),
             seeds=args.seeds,
             variants=args.variants,
@@ -20,7 +23,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             as_json=args.json,
             first_seed=args.first_seed,
         )
-    )
+    except PlantConfigError as exc:
+        # A wrong path or a bad plant file is the user's to fix: one line, no traceback.
+        print(f"twinmesh score evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(table)
     return 0
 
 
