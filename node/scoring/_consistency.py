@@ -102,7 +102,6 @@ class Consistency(Detector):
         self._novel = np.zeros(0, dtype=bool)  # last batch: beyond the rows fitted on
         self._fit_lo = np.zeros(0)
         self._fit_hi = np.zeros(0)
-        self._active = np.zeros((0, 0), dtype=bool)  # last batch: relation judged (window)
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # An artifact saved before the envelope existed: judge everywhere, as then.
@@ -248,7 +247,6 @@ class Consistency(Detector):
             judged[:, rel.target] |= inside
         self._zmean = np.zeros((n, f))
         self._rmean = np.zeros((n, f))
-        self._active = np.zeros((n, len(rels)), dtype=bool)
         strong = np.zeros(f, dtype=bool)
         for rel in rels:
             strong[rel.target] |= rel.r2 >= self.alarm_r2
@@ -256,7 +254,6 @@ class Consistency(Detector):
             self._hist.append(res[i])
             self._zhist.append(z[i])
             self._rmean[i] = np.mean(self._hist, axis=0)
-            self._active[i] = ~self._outside[i]
             contrib[i] = np.where(strong & judged[i], self._rmean[i] / self.limit, 0.0)
             self._zmean[i] = np.mean(self._zhist, axis=0)
             if np.max(np.abs(contrib[i])) < 0.5:
@@ -280,7 +277,9 @@ class Consistency(Detector):
         if b is None or not self.relations or frame >= len(self._zmean):
             return []
         # Only the relations that judged this frame (inside their envelope) speak.
-        rels = tuple(rel for rel, on in zip(self.relations, self._active[frame], strict=True) if on)
+        rels = tuple(
+            rel for rel, out in zip(self.relations, self._outside[frame], strict=True) if not out
+        )
         if not rels:
             return []
         r = np.array([self._rmean[frame][rel.target] for rel in rels])
