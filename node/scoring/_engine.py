@@ -49,6 +49,7 @@ from ._features import (
     FrameAssembler,
     SampleRef,
     SlopeTracker,
+    TrendTracker,
     feature_names,
     roles_of,
 )
@@ -138,6 +139,7 @@ class _Asset:
     features: tuple[str, ...] = ()
     detectors: list[Detector] = field(default_factory=list)
     slopes: dict[str, SlopeTracker] = field(default_factory=dict)
+    trends: dict[str, TrendTracker] = field(default_factory=dict)
     missing: Counter[str] = field(default_factory=Counter)
     pending: list[tuple[Frame, np.ndarray, np.ndarray]] = field(default_factory=list)
     healthy: deque[np.ndarray] = field(default_factory=deque)
@@ -258,6 +260,8 @@ class ScoringEngine:
             if self.fs.role(name) == "thermal":
                 tracker = a.slopes.setdefault(name, SlopeTracker(self.fs.slope_window))
                 frame.values[f"{name}:slope"] = tracker.push(v)
+                trend = a.trends.setdefault(name, TrendTracker(self.fs.trend_window))
+                frame.values[f"{name}:trend"], frame.values[f"{name}:trend_t"] = trend.push(v)
         if a.baseline is None:
             a.warm.append(frame)
             if len(a.warm) >= self.config.warmup:
@@ -417,6 +421,11 @@ class ScoringEngine:
                 via_vibration=via_vib,
                 impulsive=self.fs.impulsive,
                 dropout_frames=self.config.dropout_frames,
+                trend={
+                    t: (frame.values[f"{t}:trend"] * self.fs.trend_window, frame.values[f"{t}:trend_t"])
+                    for t in tags
+                    if f"{t}:trend" in frame.values
+                },
             )
             scores = {k: float(v.score[i]) for k, v in results.items()}
             if self.trace is not None:

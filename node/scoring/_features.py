@@ -40,6 +40,7 @@ __all__ = [
     "FrameAssembler",
     "SampleRef",
     "SlopeTracker",
+    "TrendTracker",
     "tag_role",
 ]
 
@@ -75,6 +76,11 @@ class FeatureSet:
     #: and still did not catch a drifting spindle speed.
     tonal: str | None = None
     slope_window: int = 20  # frames in the trailing slope of a thermal tag
+    #: Frames in the long trend of a thermal tag (with its t statistic): a lost
+    #: cooling heats a large machine slowly (a pump bearing whose time constant
+    #: grew to 40 min rises ~0.02 K a frame, under the short slope's noise) but
+    #: steadily, which only a long window tells from noise.
+    trend_window: int = 120
 
     def role(self, name: str) -> str:
         if re.search(self.vibration, name):
@@ -92,7 +98,11 @@ class FeatureSet:
                 "impulsive": self.impulsive,
                 "tonal": self.tonal,
             },
-            "derived": {"slope": f"least squares over {self.slope_window} frames (thermal)"},
+            "derived": {
+                "slope": f"least squares over {self.slope_window} frames (thermal)",
+                "trend": f"least squares and t statistic over {self.trend_window} frames"
+                " (thermal; diagnosis only)",
+            },
         }
 
 
@@ -230,6 +240,56 @@ class SlopeTracker:
         num = sum((i - xm) * (y - ym) for i, y in enumerate(self._ys))
         den = n * (n * n - 1) / 12.0
         return num / den
+
+
+class TrendTracker:
+    """Least-squares slope over a long trailing window and its t statistic, O(1).
+
+    Running sums of y, y^2 and i*y over the window (index 0 = oldest), shifted
+    on each push; the slope's standard error is the textbook
+    sqrt(SSR / (n - 2) / Sxx) (Draper & Smith, *Applied Regression Analysis*,
+    3rd ed., §1.4). The sums are rebuilt from the window every ``window``
+    pushes so rounding cannot accumulate.
+    """
+
+    __slots__ = ("_pushes", "_s", "_si", "_ss", "_ys", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._ys: deque[float] = deque()
+        self._s = self._ss = self._si = 0.0
+        self._pushes = 0
+
+    def push(self, y: float) -> tuple[float, float]:
+        """Add a value; (slope per frame, t statistic of the slope)."""
+        ys = self._ys
+        if len(ys) == self.window:
+            old = ys.popleft()
+            self._s -= old
+            self._ss -= old * old
+            # Every remaining index moves down by one: sum(i*y) loses sum(y).
+            self._si -= self._s
+        self._si += len(ys) * y
+        ys.append(y)
+        self._s += y
+        self._ss += y * y
+        self._pushes += 1
+        if self._pushes % self.window == 0:
+            self._s = sum(ys)
+            self._ss = sum(v * v for v in ys)
+            self._si = sum(i * v for i, v in enumerate(ys))
+        n = len(ys)
+        if n < 4:
+            return 0.0, 0.0
+        xm = (n - 1) / 2.0
+        sxx = n * (n * n - 1) / 12.0
+        sxy = self._si - xm * self._s
+        syy = self._ss - self._s * self._s / n
+        slope = sxy / sxx
+        ssr = max(syy - slope * sxy, 0.0)
+        se = math.sqrt(ssr / (n - 2) / sxx)
+        t = slope / se if se > 0.0 else (math.copysign(1e6, slope) if slope else 0.0)
+        return slope, t
 
 
 def feature_names(tags: Iterable[str], side: Iterable[str], fs: FeatureSet) -> list[str]:

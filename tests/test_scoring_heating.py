@@ -1,0 +1,70 @@
+"""A slow, steady heating is a cooling failure (pure): the long trend and its t
+statistic, and the diagnosis that calls a clearly hot, steadily rising
+temperature heating although its short slope is within its noise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twinmesh.node.scoring._diagnosis import diagnose
+from twinmesh.node.scoring._features import TrendTracker
+
+
+def test_the_trend_matches_a_least_squares_fit_over_its_window() -> None:
+    rng = np.random.default_rng(5)
+    y = 40.0 + 0.02 * np.arange(500) + rng.normal(0.0, 0.15, 500)
+    tracker = TrendTracker(120)
+    got = [tracker.push(float(v)) for v in y]
+    for end in (130, 239, 240, 241, 499):  # across the sums' rebuilds too
+        w = y[end - 119 : end + 1]
+        i = np.arange(120)
+        (slope, icept) = np.polyfit(i, w, 1)
+        res = w - (slope * i + icept)
+        se = np.sqrt(res @ res / 118 / (120 * (120**2 - 1) / 12))
+        assert abs(got[end][0] - slope) < 1e-9
+        assert abs(got[end][1] - slope / se) < 1e-6 * abs(slope / se)
+
+
+def test_noise_alone_has_no_significant_trend() -> None:
+    rng = np.random.default_rng(6)
+    tracker = TrendTracker(120)
+    ts = [tracker.push(float(v))[1] for v in 40.0 + rng.normal(0.0, 0.15, 2000)]
+    assert max(abs(t) for t in ts[120:]) < 6.0
+
+
+def _findings(*, level: float, trend: tuple[float, float] | None) -> list[str]:
+    f = ("bearingTemperature", "bearingTemperature:slope", "flowRate")
+    lv = np.array([level, 0.1, 0.0])
+    found = diagnose(
+        features=f,
+        roles=("thermal", "slope", "process"),
+        # The short slope (0.015 K a frame) is well under its spread (0.05).
+        x=np.array([50.0, 0.015, 100.0]),
+        center=np.array([41.0, 0.0, 100.0]),
+        level=lv,
+        level_by={"rolling-z": lv},
+        consistency=np.zeros(3),
+        residual=np.zeros(3),
+        iforest=0.0,
+        hypotheses=lambda: [],
+        scale=np.array([0.6, 0.05, 5.0]),
+        stuck=[],
+        missing={},
+        dropout_frames=6,
+        trend={} if trend is None else {"bearingTemperature": trend},
+    )
+    return [x.key for x in found if x.score >= 1.0]
+
+
+def test_a_clearly_hot_steadily_rising_temperature_is_heating() -> None:
+    # 1.8 K over the window (three scales), t = 40: a cooling failure raises.
+    assert _findings(level=12.0, trend=(1.8, 40.0)) == [
+        "machine:cooling_failure:bearingTemperature"
+    ]
+    # Without the trend the short slope alone says "not heating": held under 1.
+    assert _findings(level=12.0, trend=None) == []
+    # A trend inside the noise, or a rise under the healthy spread, is not heating.
+    assert _findings(level=12.0, trend=(1.8, 3.0)) == []
+    assert _findings(level=12.0, trend=(0.3, 40.0)) == []
+    # Just past the healthy range (a load cycle's peak), a steady rise is not enough.
+    assert _findings(level=1.1, trend=(1.8, 40.0)) == []
