@@ -68,3 +68,35 @@ def test_a_clearly_hot_steadily_rising_temperature_is_heating() -> None:
     assert _findings(level=12.0, trend=(0.3, 40.0)) == []
     # Just past the healthy range (a load cycle's peak), a steady rise is not enough.
     assert _findings(level=1.1, trend=(1.8, 40.0)) == []
+
+
+def test_vibration_lines_rising_by_one_speed_factor_are_not_a_fault() -> None:
+    f = ("vibrationBand1x", "vibrationBand2x", "vibrationKurtosis", "vibrationRms")
+    center = np.array([0.724, 0.242, 3.0, 0.843])
+
+    def keys(x: np.ndarray, lv: np.ndarray) -> list[str]:
+        found = diagnose(
+            features=f,
+            roles=("vibration",) * 4,
+            x=x,
+            center=center,
+            level=lv,
+            level_by={"rolling-z": lv},
+            consistency=np.zeros(4),
+            residual=np.zeros(4),
+            iforest=0.0,
+            hypotheses=lambda: [],
+            scale=np.ones(4),
+            stuck=[],
+            missing={},
+            dropout_frames=6,
+            speed_lines=r"(?i)1x|2x",
+        )
+        return [k.key for k in found if k.score >= 1.0]
+
+    # A pump 10 % faster than its warm-up saw: 1x, 2x and RMS all up ~11 %.
+    faster = np.array([0.806, 0.272, 3.0, 0.929])
+    assert keys(faster, np.array([1.2, 1.1, 0.0, 1.4])) == []
+    # Unbalance: 1x alone up 50 %, the 2x line where it was: a fault.
+    unbalance = np.array([1.09, 0.245, 3.0, 1.05])
+    assert keys(unbalance, np.array([3.0, 0.0, 0.0, 1.5])) == ["machine:vibration"]

@@ -420,9 +420,13 @@ class ScoringEngine:
                 missing=dict(a.missing),
                 via_vibration=via_vib,
                 impulsive=self.fs.impulsive,
+                speed_lines=self.fs.speed_lines,
                 dropout_frames=self.config.dropout_frames,
                 trend={
-                    t: (frame.values[f"{t}:trend"] * self.fs.trend_window, frame.values[f"{t}:trend_t"])
+                    t: (
+                        frame.values[f"{t}:trend"] * self.fs.trend_window,
+                        frame.values[f"{t}:trend_t"],
+                    )
                     for t in tags
                     if f"{t}:trend" in frame.values
                 },

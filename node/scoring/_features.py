@@ -75,6 +75,10 @@ class FeatureSet:
     #: relations alarm at transients (measured: 2 false alerts in 0.47 asset-days)
     #: and still did not catch a drifting spindle speed.
     tonal: str | None = None
+    #: Vibration lines at multiples of the running speed (forces that grow with
+    #: speed squared): when they all rise by one factor with nothing impulsive,
+    #: the machine runs faster, and diagnosis raises no vibration finding.
+    speed_lines: str | None = r"(?i)1x|2x"
     slope_window: int = 20  # frames in the trailing slope of a thermal tag
     #: Frames in the long trend of a thermal tag (with its t statistic): a lost
     #: cooling heats a large machine slowly (a pump bearing whose time constant
@@ -97,6 +101,7 @@ class FeatureSet:
                 "thermal": self.thermal,
                 "impulsive": self.impulsive,
                 "tonal": self.tonal,
+                "speed_lines": self.speed_lines,
             },
             "derived": {
                 "slope": f"least squares over {self.slope_window} frames (thermal)",
