@@ -32,28 +32,38 @@ def test_noise_alone_has_no_significant_trend() -> None:
     assert max(abs(t) for t in ts[120:]) < 6.0
 
 
-def _findings(*, level: float, trend: tuple[float, float] | None) -> list[str]:
-    f = ("bearingTemperature", "bearingTemperature:slope", "flowRate")
-    lv = np.array([level, 0.1, 0.0])
+def _raised(features: tuple[str, ...], roles: tuple[str, ...], **given: object) -> list[str]:
+    """Keys of the findings that raise (score >= 1), nothing else amiss."""
+    n = len(features)
+    lv = given.pop("level")
     found = diagnose(
-        features=f,
-        roles=("thermal", "slope", "process"),
-        # The short slope (0.015 K a frame) is well under its spread (0.05).
-        x=np.array([50.0, 0.015, 100.0]),
-        center=np.array([41.0, 0.0, 100.0]),
+        features=features,
+        roles=roles,
         level=lv,
         level_by={"rolling-z": lv},
-        consistency=np.zeros(3),
-        residual=np.zeros(3),
+        consistency=np.zeros(n),
+        residual=np.zeros(n),
         iforest=0.0,
         hypotheses=lambda: [],
-        scale=np.array([0.6, 0.05, 5.0]),
         stuck=[],
         missing={},
         dropout_frames=6,
-        trend={} if trend is None else {"bearingTemperature": trend},
+        **given,  # type: ignore[arg-type]
     )
     return [x.key for x in found if x.score >= 1.0]
+
+
+def _findings(*, level: float, trend: tuple[float, float] | None) -> list[str]:
+    return _raised(
+        ("bearingTemperature", "bearingTemperature:slope", "flowRate"),
+        ("thermal", "slope", "process"),
+        level=np.array([level, 0.1, 0.0]),
+        # The short slope (0.015 K a frame) is well under its spread (0.05).
+        x=np.array([50.0, 0.015, 100.0]),
+        center=np.array([41.0, 0.0, 100.0]),
+        scale=np.array([0.6, 0.05, 5.0]),
+        trend={} if trend is None else {"bearingTemperature": trend},
+    )
 
 
 def test_a_clearly_hot_steadily_rising_temperature_is_heating() -> None:
@@ -75,24 +85,15 @@ def test_vibration_lines_rising_by_one_speed_factor_are_not_a_fault() -> None:
     center = np.array([0.724, 0.242, 3.0, 0.843])
 
     def keys(x: np.ndarray, lv: np.ndarray) -> list[str]:
-        found = diagnose(
-            features=f,
-            roles=("vibration",) * 4,
+        return _raised(
+            f,
+            ("vibration",) * 4,
+            level=lv,
             x=x,
             center=center,
-            level=lv,
-            level_by={"rolling-z": lv},
-            consistency=np.zeros(4),
-            residual=np.zeros(4),
-            iforest=0.0,
-            hypotheses=lambda: [],
             scale=np.ones(4),
-            stuck=[],
-            missing={},
-            dropout_frames=6,
             speed_lines=r"(?i)1x|2x",
         )
-        return [k.key for k in found if k.score >= 1.0]
 
     # A pump 10 % faster than its warm-up saw: 1x, 2x and RMS all up ~11 %.
     faster = np.array([0.806, 0.272, 3.0, 0.929])

@@ -48,7 +48,6 @@ from ._features import (
     Frame,
     FrameAssembler,
     SampleRef,
-    SlopeTracker,
     TrendTracker,
     feature_names,
     roles_of,
@@ -138,7 +137,7 @@ class _Asset:
     baseline: Baseline | None = None
     features: tuple[str, ...] = ()
     detectors: list[Detector] = field(default_factory=list)
-    slopes: dict[str, SlopeTracker] = field(default_factory=dict)
+    slopes: dict[str, TrendTracker] = field(default_factory=dict)
     trends: dict[str, TrendTracker] = field(default_factory=dict)
     missing: Counter[str] = field(default_factory=Counter)
     pending: list[tuple[Frame, np.ndarray, np.ndarray]] = field(default_factory=list)
@@ -258,8 +257,8 @@ class ScoringEngine:
         a.stale = False
         for name, v in list(frame.values.items()):
             if self.fs.role(name) == "thermal":
-                tracker = a.slopes.setdefault(name, SlopeTracker(self.fs.slope_window))
-                frame.values[f"{name}:slope"] = tracker.push(v)
+                tracker = a.slopes.setdefault(name, TrendTracker(self.fs.slope_window))
+                frame.values[f"{name}:slope"] = tracker.push(v)[0]
                 trend = a.trends.setdefault(name, TrendTracker(self.fs.trend_window))
                 frame.values[f"{name}:trend"], frame.values[f"{name}:trend_t"] = trend.push(v)
         if a.baseline is None:

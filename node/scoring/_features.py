@@ -39,7 +39,6 @@ __all__ = [
     "Frame",
     "FrameAssembler",
     "SampleRef",
-    "SlopeTracker",
     "TrendTracker",
     "tag_role",
 ]
@@ -226,29 +225,10 @@ class FrameAssembler:
         self.expected.get(entity, set()).discard(name)
 
 
-class SlopeTracker:
-    """Least-squares slope of a value against frame index over a trailing window."""
-
-    __slots__ = ("_ys", "window")
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self._ys: deque[float] = deque(maxlen=window)
-
-    def push(self, y: float) -> float:
-        self._ys.append(y)
-        n = len(self._ys)
-        if n < 3:
-            return 0.0
-        xm = (n - 1) / 2.0
-        ym = sum(self._ys) / n
-        num = sum((i - xm) * (y - ym) for i, y in enumerate(self._ys))
-        den = n * (n * n - 1) / 12.0
-        return num / den
-
-
 class TrendTracker:
-    """Least-squares slope over a long trailing window and its t statistic, O(1).
+    """Least-squares slope over a trailing window and its t statistic, O(1) per push.
+
+    Serves both the short slope feature of a thermal tag and its long trend.
 
     Running sums of y, y^2 and i*y over the window (index 0 = oldest), shifted
     on each push; the slope's standard error is the textbook
@@ -284,7 +264,7 @@ class TrendTracker:
             self._ss = sum(v * v for v in ys)
             self._si = sum(i * v for i, v in enumerate(ys))
         n = len(ys)
-        if n < 4:
+        if n < 3:
             return 0.0, 0.0
         xm = (n - 1) / 2.0
         sxx = n * (n * n - 1) / 12.0
