@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from twinmesh.node.scoring._baseline import learn_baseline
 from twinmesh.node.scoring._diagnosis import diagnose
 from twinmesh.node.scoring._features import TrendTracker
 
@@ -23,6 +24,19 @@ def test_the_trend_matches_a_least_squares_fit_over_its_window() -> None:
         se = np.sqrt(res @ res / 118 / (120 * (120**2 - 1) / 12))
         assert abs(got[end][0] - slope) < 1e-9
         assert abs(got[end][1] - slope / se) < 1e-6 * abs(slope / se)
+
+
+def test_the_rise_covers_only_the_frames_the_window_holds() -> None:
+    # In the first minutes the window is not full: slope * window would
+    # overstate the rise a temperature made since the node started.
+    tracker = TrendTracker(120)
+    for k in range(30):
+        slope, _ = tracker.push(40.0 + 0.05 * k)
+    assert tracker.span == 29
+    assert abs(slope * tracker.span - 0.05 * 29) < 1e-9
+    for k in range(30, 300):
+        tracker.push(40.0 + 0.05 * k)
+    assert tracker.span == 119
 
 
 def test_noise_alone_has_no_significant_trend() -> None:
@@ -53,7 +67,9 @@ def _raised(features: tuple[str, ...], roles: tuple[str, ...], **given: object) 
     return [x.key for x in found if x.score >= 1.0]
 
 
-def _findings(*, level: float, trend: tuple[float, float] | None) -> list[str]:
+def _findings(
+    *, level: float, trend: tuple[float, float] | None, warmup_t: float = 0.0
+) -> list[str]:
     return _raised(
         ("bearingTemperature", "bearingTemperature:slope", "flowRate"),
         ("thermal", "slope", "process"),
@@ -63,6 +79,7 @@ def _findings(*, level: float, trend: tuple[float, float] | None) -> list[str]:
         center=np.array([41.0, 0.0, 100.0]),
         scale=np.array([0.6, 0.05, 5.0]),
         trend={} if trend is None else {"bearingTemperature": trend},
+        warmup_trend_t={"bearingTemperature": warmup_t},
     )
 
 
@@ -78,6 +95,29 @@ def test_a_clearly_hot_steadily_rising_temperature_is_heating() -> None:
     assert _findings(level=12.0, trend=(0.3, 40.0)) == []
     # Just past the healthy range (a load cycle's peak), a steady rise is not enough.
     assert _findings(level=1.1, trend=(1.8, 40.0)) == []
+
+
+def test_a_duty_cycle_that_heats_in_the_warm_up_disables_the_long_trend() -> None:
+    rng = np.random.default_rng(7)
+    n = 120
+    steady = 40.0 + rng.normal(0.0, 0.15, n)
+    # A part program: 45 s of cutting heats the spindle 0.7 K, then it cools.
+    cycle = 40.0 + np.minimum(np.arange(n), 90) * 0.008 - np.maximum(np.arange(n) - 90, 0) * 0.01
+    x = np.c_[steady, cycle + rng.normal(0.0, 0.15, n)]
+    b = learn_baseline(
+        x,
+        ("bearingTemperature", "spindleTemperature"),
+        ("thermal", "thermal"),
+        version=1,
+        trained_at=0.0,
+        reason="test",
+        trend_window=120,
+    )
+    assert b.warmup_trend_t[0] < 6.0 <= b.warmup_trend_t[1]
+    assert "warmup_trend_t" in b.describe()["features"]["spindleTemperature"]  # type: ignore[index]
+    # The same hot, steady rise raises only where the warm-up never rose steadily.
+    assert _findings(level=12.0, trend=(1.8, 40.0), warmup_t=b.warmup_trend_t[0]) != []
+    assert _findings(level=12.0, trend=(1.8, 40.0), warmup_t=b.warmup_trend_t[1]) == []
 
 
 def test_vibration_lines_rising_by_one_speed_factor_are_not_a_fault() -> None:

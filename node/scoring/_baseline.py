@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._features import TrendTracker
+
 __all__ = ["Baseline", "Relation", "fit_relation", "learn_baseline"]
 
 _RIDGE = 1e-3
@@ -67,6 +69,11 @@ class Baseline:
     trained_at: float  # source time of the last warm-up frame
     reason: str
     relations: tuple[Relation, ...] = ()
+    #: Per feature, the largest t statistic of a steady rise the warm-up itself
+    #: showed (temperatures only; 0 elsewhere). A machine whose duty cycle heats
+    #: and cools it (a CNC centre's part program) rises steadily for a minute in
+    #: healthy operation; for it a long trend is no evidence of a lost cooling.
+    warmup_trend_t: tuple[float, ...] = ()
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         return (x - self.center) / self.scale
@@ -83,9 +90,16 @@ class Baseline:
                     "scale": round(float(s), 6),
                     "stationary": bool(st),
                     "role": r,
+                    **({"warmup_trend_t": round(t, 2)} if r == "thermal" else {}),
                 }
-                for f, c, s, st, r in zip(
-                    self.features, self.center, self.scale, self.stationary, self.roles, strict=True
+                for f, c, s, st, r, t in zip(
+                    self.features,
+                    self.center,
+                    self.scale,
+                    self.stationary,
+                    self.roles,
+                    self.warmup_trend_t or (0.0,) * len(self.features),
+                    strict=True,
                 )
             },
             "relations": [
@@ -124,6 +138,27 @@ def fit_relation(z: np.ndarray, target: int, inputs: Sequence[int]) -> Relation 
     )
 
 
+#: Frames a trailing window must hold before its t statistic counts: with 18
+#: degrees of freedom noise alone reaches t = 6 about once in 10^5 frames.
+_MIN_TREND_FRAMES = 20
+
+
+def _warmup_trend_t(x: np.ndarray, roles: Sequence[str], window: int) -> tuple[float, ...]:
+    """Per feature, the largest t of a rise over trailing ``window`` frames of the rows."""
+    out = [0.0] * len(roles)
+    if window < 3:
+        return tuple(out)
+    for i, role in enumerate(roles):
+        if role != "thermal":
+            continue
+        tracker = TrendTracker(window)
+        for v in x[:, i]:
+            _, t = tracker.push(float(v))
+            if tracker.span + 1 >= min(_MIN_TREND_FRAMES, window):
+                out[i] = max(out[i], t)
+    return tuple(out)
+
+
 def learn_baseline(
     x: np.ndarray,
     features: Sequence[str],
@@ -134,6 +169,7 @@ def learn_baseline(
     reason: str,
     min_r2: float = 0.9,
     tonal: Sequence[int] = (),
+    trend_window: int = 0,
 ) -> Baseline:
     """A baseline from warm-up rows ``x`` (frames x features; NaN = missing)."""
     n = x.shape[0]
@@ -167,6 +203,7 @@ def learn_baseline(
             continue
         relations.append(rel)
     return Baseline(
+        warmup_trend_t=_warmup_trend_t(x, roles, trend_window),
         version=version,
         features=tuple(features),
         roles=tuple(roles),

@@ -260,7 +260,11 @@ class ScoringEngine:
                 tracker = a.slopes.setdefault(name, TrendTracker(self.fs.slope_window))
                 frame.values[f"{name}:slope"] = tracker.push(v)[0]
                 trend = a.trends.setdefault(name, TrendTracker(self.fs.trend_window))
-                frame.values[f"{name}:trend"], frame.values[f"{name}:trend_t"] = trend.push(v)
+                slope, t_stat = trend.push(v)
+                # The rise over the frames the window holds (fewer than trend_window
+                # in the first minutes: slope * trend_window would overstate it).
+                frame.values[f"{name}:trend"] = slope * trend.span
+                frame.values[f"{name}:trend_t"] = t_stat
         if a.baseline is None:
             a.warm.append(frame)
             if len(a.warm) >= self.config.warmup:
@@ -332,6 +336,7 @@ class ScoringEngine:
             trained_at=at,
             reason=reason,
             min_r2=self.config.relation_r2,
+            trend_window=self.fs.trend_window,
             tonal=[
                 i
                 for i, f in enumerate(a.features)
@@ -393,6 +398,7 @@ class ScoringEngine:
         tags = {t for t in a.features if ":" not in t and "." not in t}
         roles_v = np.array(b.roles) == "vibration"
         via_vib = {r.target for r in b.relations if any(roles_v[i] for i in r.inputs)}
+        warm_t = dict(zip(b.features, b.warmup_trend_t, strict=True)) if b.warmup_trend_t else {}
         for i, (frame, xi, _vi) in enumerate(pending):
             for t in tags:
                 if t in frame.values:
@@ -423,12 +429,13 @@ class ScoringEngine:
                 dropout_frames=self.config.dropout_frames,
                 trend={
                     t: (
-                        frame.values[f"{t}:trend"] * self.fs.trend_window,
+                        frame.values[f"{t}:trend"],
                         frame.values[f"{t}:trend_t"],
                     )
                     for t in tags
                     if f"{t}:trend" in frame.values
                 },
+                warmup_trend_t=warm_t,
             )
             scores = {k: float(v.score[i]) for k, v in results.items()}
             if self.trace is not None:

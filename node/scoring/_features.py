@@ -276,6 +276,11 @@ class TrendTracker:
         t = slope / se if se > 0.0 else (math.copysign(1e6, slope) if slope else 0.0)
         return slope, t
 
+    @property
+    def span(self) -> int:
+        """Frames between the oldest and newest value held: slope * span is the rise."""
+        return max(len(self._ys) - 1, 0)
+
 
 def feature_names(tags: Iterable[str], side: Iterable[str], fs: FeatureSet) -> list[str]:
     """The feature vector's layout for an asset reporting ``tags`` (+ cosim residuals)."""
