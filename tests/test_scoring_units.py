@@ -203,6 +203,34 @@ def test_models_are_versioned_artifacts_that_resume_without_warm_up(tmp_path) ->
     feed(b, range(80, 145))
     assert b.describe("p/m")["baseline"]["version"] == 2
 
+    # After an upgrade to another feature set the old artifact does not load, and
+    # the asset warms up anew: its new model is v2, and v1 stays on disk as it was.
+    async def versions() -> tuple[dict[str, int], list[int]]:
+        store = ArtifactStore(tmp_path / "models.sqlite")
+        await store.open()
+        newest = await store.newest_versions()
+        c = ScoringEngine(config=cfg, seed=1)
+        for entity, version in newest.items():
+            c.continue_after(entity, version)
+        feed(c, range(70))
+        r = c.retrains[-1]
+        await store.save(
+            entity="p/m",
+            version=r.version,
+            feature_set="fs-2",
+            reason=r.reason,
+            frames=r.frames,
+            trained_at=r.at,
+            state=c.export("p/m"),
+        )
+        kept = [h["version"] for h in await store.history("p/m")]
+        await store.close()
+        return newest, kept
+
+    newest, kept = asyncio.run(versions())
+    assert newest == {"p/m": 1}
+    assert sorted(kept) == [1, 2]
+
 
 def test_a_publish_that_groups_values_by_tag_closes_complete_frames() -> None:
     """An OPC UA publish after a stall carries each item's queued values together

@@ -117,6 +117,15 @@ class ArtifactStore:
                 out[entity] = (version, None)
         return {e: v for e, v in out.items() if v[1] is not None}
 
+    async def newest_versions(self) -> dict[str, int]:
+        """entity -> its newest model version of any feature set (loadable or not):
+        a model learned after an upgrade is numbered after it, never over it."""
+        assert self.db is not None
+        rows = await self.db.execute_fetchall(
+            "SELECT entity, MAX(version) FROM artifacts GROUP BY entity"
+        )
+        return {str(e): int(v) for e, v in rows}
+
     async def history(self, entity: str) -> list[dict[str, Any]]:
         assert self.db is not None
         rows = await self.db.execute_fetchall(

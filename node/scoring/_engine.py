@@ -595,6 +595,12 @@ class ScoringEngine:
             )
         )
 
+    def continue_after(self, entity: str, version: int) -> None:
+        """Number ``entity`` 's next model after ``version`` (an artifact kept on disk
+        that this code cannot load: another feature set, or a damaged blob)."""
+        a = self._asset(entity)
+        a.last_version = max(a.last_version, version)
+
     def retrain(self, entity: str, *, reason: str, at: float) -> bool:
         """Relearn ``entity`` 's baseline from a fresh warm-up (an operator's request:
         a replaced bearing, a recalibrated transmitter); recorded with its reason."""

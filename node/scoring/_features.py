@@ -63,7 +63,9 @@ _HORIZON_S = 1.0  # ... and at least this much newer source time: at 50 Hz, 16 f
 class FeatureSet:
     """A versioned definition of the features computed per asset."""
 
-    version: str = "fs-1"
+    #: fs-2: baselines record each temperature's warm-up trend t; artifacts of
+    #: fs-1 lack it, so a node upgraded onto an old data directory warms up anew.
+    version: str = "fs-2"
     vibration: str = r"(?i)vibration"  # name pattern of vibration condition indicators
     thermal: str = r"(?i)temperature"  # name pattern of temperatures
     #: Vibration indicators of bearing damage (impulsive): kurtosis, bearing band.

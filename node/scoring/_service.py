@@ -96,6 +96,9 @@ class ScoringService:
         ):
             if entity in self.models:
                 self.engine.restore(entity, state)
+        for entity, version in (await self.artifacts.newest_versions()).items():
+            if entity in self.models:
+                self.engine.continue_after(entity, version)
         self._saved = len(self.engine.retrains)
 
     async def persist_now(self) -> None:
