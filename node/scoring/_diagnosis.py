@@ -238,7 +238,8 @@ def diagnose(
     # spindle ends 2-3 scales above its warm-up. A long trend called that a lost
     # cooling (plant.toml variant and heldout-plant-c seed 302: a false alert
     # each, and one more beside a stuck tool-wear value). For such a machine the
-    # short slope against its own healthy spread is the test.
+    # short slope against its own healthy spread is the test. The cost: a motor
+    # on a load cycle losing its cooling mildly is missed (docs/scoring.md).
     rising: dict[str, dict[str, float]] = {}
     steady_in_warmup = warmup_trend_t or {}
     for tag, (rise, t) in (trend or {}).items():
