@@ -83,48 +83,44 @@ class ArtifactStore:
         )
         await self.db.commit()
 
-    async def latest(self, feature_set: str) -> dict[str, tuple[int, Any]]:
-        """entity -> (version, state) of its newest loadable artifact of ``feature_set``."""
+    async def newest(self, feature_set: str) -> dict[str, tuple[int, Any]]:
+        """entity -> (version, state) of its newest artifact; state is None when that
+        artifact is of another feature set or does not load (the asset warms up, and
+        its next model is numbered after this version, never over it)."""
         assert self.db is not None
         rows = await self.db.execute_fetchall(
-            "SELECT entity, version, feature_set, sha256, blob FROM artifacts"
-            " ORDER BY entity, version DESC"
+            "SELECT a.entity, a.version, a.feature_set, a.sha256, a.blob FROM artifacts a"
+            " JOIN (SELECT entity, MAX(version) AS version FROM artifacts GROUP BY entity) m"
+            " ON a.entity = m.entity AND a.version = m.version"
         )
         out: dict[str, tuple[int, Any]] = {}
         for entity, version, fs, sha, blob in rows:
-            if entity in out:
-                continue
-            if fs != feature_set:
-                log.warning(
-                    "scoring model %s v%s is of feature set %s, not %s: warming up",
-                    entity,
-                    version,
-                    fs,
-                    feature_set,
-                )
-                out[entity] = (version, None)
-                continue
-            if hashlib.sha256(blob).hexdigest() != sha:
-                log.warning("scoring model %s v%s fails its hash: warming up", entity, version)
-                out[entity] = (version, None)
-                continue
-            try:
-                out[entity] = (version, pickle.loads(blob))
-            except Exception as exc:  # an artifact of an older code version
-                log.warning(
-                    "scoring model %s v%s does not load (%s): warming up", entity, version, exc
-                )
-                out[entity] = (version, None)
-        return {e: v for e, v in out.items() if v[1] is not None}
+            out[entity] = (version, self._load(entity, version, fs, sha, blob, feature_set))
+        return out
 
-    async def newest_versions(self) -> dict[str, int]:
-        """entity -> its newest model version of any feature set (loadable or not):
-        a model learned after an upgrade is numbered after it, never over it."""
-        assert self.db is not None
-        rows = await self.db.execute_fetchall(
-            "SELECT entity, MAX(version) FROM artifacts GROUP BY entity"
-        )
-        return {str(e): int(v) for e, v in rows}
+    async def latest(self, feature_set: str) -> dict[str, tuple[int, Any]]:
+        """entity -> (version, state) of its newest artifact, where that one loads."""
+        return {e: v for e, v in (await self.newest(feature_set)).items() if v[1] is not None}
+
+    @staticmethod
+    def _load(entity: str, version: int, fs: str, sha: str, blob: bytes, feature_set: str) -> Any:
+        if fs != feature_set:
+            log.warning(
+                "scoring model %s v%s is of feature set %s, not %s: warming up",
+                entity,
+                version,
+                fs,
+                feature_set,
+            )
+            return None
+        if hashlib.sha256(blob).hexdigest() != sha:
+            log.warning("scoring model %s v%s fails its hash: warming up", entity, version)
+            return None
+        try:
+            return pickle.loads(blob)
+        except Exception as exc:  # an artifact of an older code version
+            log.warning("scoring model %s v%s does not load (%s): warming up", entity, version, exc)
+            return None
 
     async def history(self, entity: str) -> list[dict[str, Any]]:
         assert self.db is not None

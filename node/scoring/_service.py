@@ -91,13 +91,14 @@ class ScoringService:
         self.fed = self.cursor
         self.artifacts = ArtifactStore(self.node.config.data_dir / "scoring-models.sqlite")
         await self.artifacts.open()
-        for entity, (_version, state) in sorted(
-            (await self.artifacts.latest(FEATURE_SET.version)).items()
+        for entity, (version, state) in sorted(
+            (await self.artifacts.newest(FEATURE_SET.version)).items()
         ):
-            if entity in self.models:
+            if entity not in self.models:
+                continue
+            if state is not None:
                 self.engine.restore(entity, state)
-        for entity, version in (await self.artifacts.newest_versions()).items():
-            if entity in self.models:
+            else:
                 self.engine.continue_after(entity, version)
         self._saved = len(self.engine.retrains)
 
