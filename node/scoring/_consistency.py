@@ -43,6 +43,8 @@ relation whose r2 falls under ``alarm_r2`` (the curve is not a line over the
 wider range) stops raising. This is the validity domain of a data-driven
 model (Venkatasubramanian et al., Comput. Chem. Eng. 27 (2003), part III:
 extrapolation is the known failure of process-history models).
+A physical law (a pump's curve, ``_pump_curve``: ``extrapolates``) has no
+envelope: it judges every frame its own ``valid`` allows.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._baseline import Baseline, Relation, fit_relation
+from ._baseline import AnyRelation, Baseline
 from ._detector import Batch, Detector, Scores
 
 __all__ = ["Consistency", "Hypothesis"]
@@ -93,7 +95,7 @@ class Consistency(Detector):
         self.grow_after = grow_after
         self.keep_rows = keep_rows
         self.keep_r2 = keep_r2
-        self.relations: tuple[Relation, ...] = ()
+        self.relations: tuple[AnyRelation, ...] = ()
         self._rows = np.zeros((0, 0))  # the standardised rows the relations were fitted on
         self._lo = np.zeros(0)  # envelope per feature (z), from _rows
         self._hi = np.zeros(0)
@@ -125,6 +127,11 @@ class Consistency(Detector):
         self._beyond = []
         self._set_envelope()
 
+    def _may_raise(self, rel: AnyRelation) -> bool:
+        # A physical law passed its own test of fit when it was fitted; its r2
+        # over a warm-up that barely moved its target says nothing.
+        return rel.extrapolates or rel.r2 >= self.alarm_r2
+
     def _set_envelope(self) -> None:
         f = self._rows.shape[1] if self._rows.ndim == 2 else 0
         if not len(self._rows):
@@ -142,6 +149,8 @@ class Consistency(Detector):
         out = (z < lo) | (z > hi)
         tied = np.zeros(z.shape[1], dtype=bool)
         for rel in self.relations:
+            if rel.extrapolates:
+                continue  # a physical law has no envelope to leave
             tied[rel.target] = True
             tied[list(rel.inputs)] = True
         return out & tied
@@ -178,10 +187,10 @@ class Consistency(Detector):
         # Only relations that may raise are worth widening; an asset whose
         # relations are all weak (a CNC's tool wear grows without end, forever
         # "beyond") stops growing instead of writing a model version a minute.
-        strong = any(r.r2 >= self.alarm_r2 for r in self.relations)
+        strong = any(self._may_raise(r) for r in self.relations)
         return strong and len(self._beyond) >= self.grow_after
 
-    def grow(self) -> tuple[tuple[Relation, ...], str]:
+    def grow(self) -> tuple[tuple[AnyRelation, ...], str]:
         """Refit every relation (same target and inputs) on the rows fitted so far
         plus the healthy rows beyond the envelope; the new relations and why."""
         new = np.array(self._beyond)
@@ -197,10 +206,11 @@ class Consistency(Detector):
         self._rows = rows
         refit = []
         for rel in self.relations:
-            r = fit_relation(rows, rel.target, rel.inputs)
+            r = rel.refit(rows)
             # A relation that no longer explains keep_r2 of its target over the
             # wider range is not a relation there: dropped, as at the warm-up.
-            if r is not None and r.r2 >= self.keep_r2:
+            # (A physical law has its own test of fit, in its refit.)
+            if r is not None and (r.extrapolates or r.r2 >= self.keep_r2):
                 refit.append(r)
         self.relations = tuple(refit)
         self._set_envelope()
@@ -240,7 +250,10 @@ class Consistency(Detector):
         self._novel = self._moved(self._out(z, padded=False))
         judged = np.zeros((n, f), dtype=bool)
         for k, rel in enumerate(rels):
-            inside = ~(moved & out[:, list(rel.inputs)].any(axis=1))
+            if rel.extrapolates:
+                inside = rel.valid(z)
+            else:
+                inside = ~(moved & out[:, list(rel.inputs)].any(axis=1)) & rel.valid(z)
             self._outside[:, k] = ~inside
             # Outside the envelope the relation abstains: residual 0, not judged.
             res[:, rel.target] = np.where(inside, rel.residual(z), 0.0)
@@ -249,7 +262,7 @@ class Consistency(Detector):
         self._rmean = np.zeros((n, f))
         strong = np.zeros(f, dtype=bool)
         for rel in rels:
-            strong[rel.target] |= rel.r2 >= self.alarm_r2
+            strong[rel.target] |= self._may_raise(rel)
         for i in range(n):
             self._hist.append(res[i])
             self._zhist.append(z[i])
@@ -293,13 +306,7 @@ class Consistency(Detector):
         )
         out = []
         for j in process:
-            sig = np.array(
-                [
-                    (1.0 if rel.target == j else 0.0)
-                    - (float(rel.coef[rel.inputs.index(j)]) if j in rel.inputs else 0.0)
-                    for rel in rels
-                ]
-            ) / np.array([rel.sigma for rel in rels])
+            sig = np.array([rel.sensitivity(j, zbar) for rel in rels])
             ss = float(sig @ sig)
             if ss == 0.0:
                 continue
@@ -316,6 +323,7 @@ class Consistency(Detector):
                     unexplained=left,
                     implausibility=float(dev.sum()),
                     cost=misfit + float(dev.sum()),
+                    relations=len(rels),
                 )
             )
         # Cost = -2 log likelihood (up to a constant): what the bias leaves
@@ -333,3 +341,6 @@ class Hypothesis:
     unexplained: float  # |r - shift * signature| / |r|: 0 = fully explained
     cost: float  # misfit chi-square + implausibility: lower is likelier
     implausibility: float  # squared distance of the operating point it implies from the usual one
+    #: How many relations judged the frame. With one, every transmitter it ties
+    #: explains its residual fully (parallel signatures): no residual isolates.
+    relations: int = 0

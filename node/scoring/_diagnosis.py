@@ -126,6 +126,95 @@ def _speed_explains(
     return common > 0.0 and all(abs(ratio[i] - common) <= _SPEED_TOL for i in ratio)
 
 
+def _alternatives(features: Sequence[str], hyps: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "tag": base_tag(features[h.feature]),
+            "unexplained": round(h.unexplained, 3),
+            "implausibility": round(h.implausibility, 3),
+            "cost": round(h.cost, 3),
+        }
+        for h in hyps[:3]
+    ]
+
+
+def _drift_of(
+    features: Sequence[str],
+    scale: np.ndarray,
+    consistency: np.ndarray,
+    x: np.ndarray,
+    center: np.ndarray,
+    proc: Sequence[int],
+    hyps: Sequence[Any],
+    score: float,
+    margin: float,
+) -> Finding:
+    """One transmitter's bias explains every broken relation."""
+    best = hyps[0]
+    j = best.feature
+    tag = base_tag(features[j])
+    others = [i for i in proc if i != j]
+    return Finding(
+        key=f"sensor:drift:{tag}",
+        kind="sensor",
+        label="drift",
+        tag=tag,
+        score=score,
+        confidence=_confidence(score * (1.0 - best.unexplained) * min(margin / 20, 1.0)),
+        detectors={"consistency": round(score, 3)},
+        evidence={
+            "features": _ev(features, [j, *others], consistency, x, center),
+            "estimated_offset": round(best.shift * float(scale[j]), 6),
+            "unexplained": round(best.unexplained, 3),
+            "alternatives": _alternatives(features, hyps),
+            "note": f"one faulty {tag} transmitter explains every broken relation,"
+            " and the operating point it implies is ordinary",
+        },
+    )
+
+
+def _drift_among(
+    features: Sequence[str],
+    scale: np.ndarray,
+    x: np.ndarray,
+    center: np.ndarray,
+    hyps: Sequence[Any],
+    score: float,
+) -> Finding:
+    """A bias on one of several transmitters tied by a single relation."""
+    able = [h for h in hyps if h.unexplained < 0.5]
+    tags = [base_tag(features[h.feature]) for h in able]
+    idx = [h.feature for h in able]
+    d = np.zeros(len(features))
+    for h in able:
+        d[h.feature] = h.shift
+    return Finding(
+        key="sensor:drift:" + "|".join(sorted(tags)),
+        kind="sensor",
+        label="drift",
+        tag=None,
+        score=score,
+        confidence=_confidence(score / len(able)),
+        detectors={"consistency": round(score, 3)},
+        evidence={
+            "features": _ev(features, idx, d, x, center),
+            "candidates": [
+                {
+                    "tag": base_tag(features[h.feature]),
+                    "estimated_offset": round(h.shift * float(scale[h.feature]), 6),
+                    "implausibility": round(h.implausibility, 3),
+                }
+                for h in able
+            ],
+            "likeliest": tags[0],
+            "note": f"one relation ties {', '.join(tags)}, and a bias on any one of them"
+            " breaks it the same way; the likeliest implies the most ordinary operating"
+            " point. Check them against a reference gauge. (A pump whose head fell,"
+            " a worn impeller, breaks its curve the same way.)",
+        },
+    )
+
+
 def diagnose(
     *,
     features: Sequence[str],
@@ -282,7 +371,7 @@ def diagnose(
         process_ok = float(np.max(np.abs(consistency), initial=0.0)) < 1.0
         for tag, idx in sorted(by_tag.items()):
             score = max(up[i] for i in idx)
-            heating = slope_of.get(tag, 1.0) >= 1.0 or (tag in rising and score >= _TREND_HOT)
+            heating = bool(slope_of.get(tag, 1.0) >= 1.0 or (tag in rising and score >= _TREND_HOT))
             if not heating:
                 # Hot but no longer heating (a machine cooling down after a repair,
                 # or a cooling failure at its new steady state): this keeps an
@@ -336,45 +425,23 @@ def diagnose(
         best = hyps[0] if hyps and hyps[0].unexplained < 0.5 else None
         score = float(max(abs(consistency[i]) for i in proc))
         if best is not None:
-            j = best.feature
-            tag = base_tag(features[j])
             rival = next((h for h in hyps[1:] if h.unexplained < 0.5), None)
-            # Two transmitters explaining it about as well (a likelihood ratio
-            # under e^5): which one is not known yet, so the finding holds the
-            # condition but does not raise it until the evidence separates them.
             margin = math.inf if rival is None else rival.cost - best.cost
-            if margin < 10.0:
-                score = min(score, 0.9)
-            others = [i for i in proc if i != j]
-            out.append(
-                Finding(
-                    key=f"sensor:drift:{tag}",
-                    kind="sensor",
-                    label="drift",
-                    tag=tag,
-                    score=score,
-                    confidence=_confidence(
-                        score * (1.0 - best.unexplained) * min(margin / 20, 1.0)
-                    ),
-                    detectors={"consistency": round(score, 3)},
-                    evidence={
-                        "features": _ev(features, [j, *others], consistency, x, center),
-                        "estimated_offset": round(best.shift * float(scale[j]), 6),
-                        "unexplained": round(best.unexplained, 3),
-                        "alternatives": [
-                            {
-                                "tag": base_tag(features[h.feature]),
-                                "unexplained": round(h.unexplained, 3),
-                                "implausibility": round(h.implausibility, 3),
-                                "cost": round(h.cost, 3),
-                            }
-                            for h in hyps[:3]
-                        ],
-                        "note": f"one faulty {tag} transmitter explains every broken relation,"
-                        " and the operating point it implies is ordinary",
-                    },
+            if margin < 10.0 and best.relations == 1:
+                # One relation (a pump's curve) ties these transmitters, and a bias
+                # on any of them breaks it the same way: no evidence will ever
+                # separate them, so holding back would only hide the fault. The
+                # finding names them all, the likeliest first.
+                out.append(_drift_among(features, scale, x, center, hyps, score))
+            else:
+                # Two transmitters explaining it about as well (a likelihood ratio
+                # under e^5): which one is not known yet, so the finding holds the
+                # condition but does not raise it until the evidence separates them.
+                if margin < 10.0:
+                    score = min(score, 0.9)
+                out.append(
+                    _drift_of(features, scale, consistency, x, center, proc, hyps, score, margin)
                 )
-            )
         else:
             out.append(
                 Finding(

@@ -53,6 +53,7 @@ from ._features import (
     roles_of,
 )
 from ._iforest import IForest
+from ._pump_curve import locate_pump_curve
 from ._residual import ResidualThreshold
 from ._zscore import Cohort, RollingZ
 
@@ -337,6 +338,16 @@ class ScoringEngine:
             reason=reason,
             min_r2=self.config.relation_r2,
             trend_window=self.fs.trend_window,
+            pump_curve=(
+                locate_pump_curve(
+                    a.features,
+                    [roles[f] for f in a.features],
+                    self.fs.pump_curve,
+                    self.fs.impulsive,
+                )
+                if self.fs.pump_curve is not None
+                else None
+            ),
             tonal=[
                 i
                 for i, f in enumerate(a.features)

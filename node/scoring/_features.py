@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 from twinmesh.adapters import Quality
 
+from ._pump_curve import PumpCurveTags
+
 __all__ = [
     "FEATURE_SET",
     "FeatureSet",
@@ -65,7 +67,8 @@ class FeatureSet:
 
     #: fs-2: baselines record each temperature's warm-up trend t; artifacts of
     #: fs-1 lack it, so a node upgraded onto an old data directory warms up anew.
-    version: str = "fs-2"
+    #: fs-3: a pump's relations include its pump curve (_pump_curve).
+    version: str = "fs-3"
     vibration: str = r"(?i)vibration"  # name pattern of vibration condition indicators
     thermal: str = r"(?i)temperature"  # name pattern of temperatures
     #: Vibration indicators of bearing damage (impulsive): kurtosis, bearing band.
@@ -80,6 +83,9 @@ class FeatureSet:
     #: speed squared): when they all rise by one factor with nothing impulsive,
     #: the machine runs faster, and diagnosis raises no vibration finding.
     speed_lines: str | None = r"(?i)1x|2x"
+    #: Which tags make up a centrifugal pump's curve (outlet and inlet pressure,
+    #: flow, speed or a reading that grows with speed squared); None: no curve.
+    pump_curve: PumpCurveTags | None = field(default_factory=PumpCurveTags)
     slope_window: int = 20  # frames in the trailing slope of a thermal tag
     #: Frames in the long trend of a thermal tag (with its t statistic): a lost
     #: cooling heats a large machine slowly (a pump bearing whose time constant
@@ -104,6 +110,17 @@ class FeatureSet:
                 "tonal": self.tonal,
                 "speed_lines": self.speed_lines,
             },
+            "pump_curve": (
+                {
+                    "outlet": self.pump_curve.outlet,
+                    "inlet": self.pump_curve.inlet,
+                    "flow": self.pump_curve.flow,
+                    "speed": self.pump_curve.speed,
+                    "speed_squared": self.pump_curve.speed_squared,
+                }
+                if self.pump_curve is not None
+                else None
+            ),
             "derived": {
                 "slope": f"least squares over {self.slope_window} frames (thermal)",
                 "trend": f"least squares and t statistic over {self.trend_window} frames"
