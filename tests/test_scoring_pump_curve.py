@@ -7,6 +7,7 @@ AssetSimulator, a few seconds of CPU); the relation is pure numpy.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ def _baseline(names, x):
         version=1,
         trained_at=0.0,
         reason="warm-up",
-        pump_curve=located,
+        laws=[functools.partial(fit_pump_curve, **located)],
     )
 
 

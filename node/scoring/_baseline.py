@@ -25,21 +25,22 @@ kept when it explains at least ``min_r2`` (0.9) of the variable's variance in th
 warm-up. Which transmitter broke a relation is told by the relations' fault
 signatures (``_consistency``).
 
-A centrifugal pump's readings are tied by a physical law instead, its pump
-curve (``_pump_curve``), which holds beyond the warm-up's operating range; where
-an asset has one, no lines are learned between the readings it ties.
+Some machines' readings are tied by a physical law instead (a pump's curve,
+``_pump_curve``; a cutting spindle's vibration power, ``_spindle_power``), which
+holds beyond the warm-up's operating range; where an asset has one, no lines
+are learned between the readings it ties.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ._features import TrendTracker
-from ._pump_curve import PumpCurve, fit_pump_curve
+from ._pump_curve import PumpCurve
+from ._spindle_power import SpindlePower
 
 __all__ = ["AnyRelation", "Baseline", "Relation", "fit_relation", "learn_baseline"]
 
@@ -83,7 +84,10 @@ class Relation:
 
 
 #: A relation between an asset's readings: a learned line or a physical law.
-AnyRelation = Relation | PumpCurve
+AnyRelation = Relation | PumpCurve | SpindlePower
+
+#: Fits a physical law on (standardised rows, centre, scale); None where it does not hold.
+LawFit = Callable[[np.ndarray, np.ndarray, np.ndarray], "PumpCurve | SpindlePower | None"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,7 +204,7 @@ def learn_baseline(
     min_r2: float = 0.9,
     tonal: Sequence[int] = (),
     trend_window: int = 0,
-    pump_curve: dict[str, Any] | None = None,
+    laws: Sequence[LawFit] = (),
 ) -> Baseline:
     """A baseline from warm-up rows ``x`` (frames x features; NaN = missing)."""
     n = x.shape[0]
@@ -227,16 +231,18 @@ def learn_baseline(
     z = (x - med) / scale
     process = [i for i, r in enumerate(roles) if r == "process"]
     relations: list[AnyRelation] = []
-    # A pump's curve holds over the whole duty cycle. Where it exists, lines
-    # learned between its readings are not relations but coincidences of the
-    # warm-up: the suction pressure also follows the tank level, which nothing
-    # measures (heldout-plant-c seed 301, a tank swinging 0.25 bar: four false
-    # process anomalies once those lines had been refitted to r2 0.9).
-    curve = fit_pump_curve(z, med, scale, **pump_curve) if pump_curve else None
+    # A physical law (a pump's curve, a spindle's vibration power) holds over the
+    # whole duty cycle. Where one exists, lines learned between its readings are
+    # not relations but coincidences of the warm-up: a pump's suction also
+    # follows the tank level, which nothing measures (heldout-plant-c seed 301,
+    # a tank swinging 0.25 bar: four false process anomalies once those lines
+    # had been refitted to r2 0.9).
     covered: set[int] = set()
-    if curve is not None:
-        relations.append(curve)
-        covered = {curve.target, *curve.inputs}
+    for fit in laws:
+        law = fit(z, med, scale)
+        if law is not None and law.target not in covered:
+            relations.append(law)
+            covered |= {law.target, *law.inputs}
     for k in process:
         if k in covered:
             continue

@@ -29,15 +29,16 @@ Everything takes ``now`` and a seed; no clock, no global RNG.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ._baseline import Baseline, learn_baseline
+from ._baseline import Baseline, LawFit, learn_baseline
 from ._consistency import Consistency
 from ._detector import Batch, Detector
 from ._diagnosis import Finding, diagnose
@@ -53,8 +54,9 @@ from ._features import (
     roles_of,
 )
 from ._iforest import IForest
-from ._pump_curve import locate_pump_curve
+from ._pump_curve import fit_pump_curve, locate_pump_curve
 from ._residual import ResidualThreshold
+from ._spindle_power import fit_spindle_power, locate_spindle_power
 from ._zscore import Cohort, RollingZ
 
 __all__ = ["EngineConfig", "FrameResult", "Retrain", "ScoringEngine"]
@@ -325,6 +327,20 @@ class ScoringEngine:
             rows.append(x)
         self._fit(a, np.array(rows), reason=reason, at=at)
 
+    def _laws(self, features: Sequence[str], roles: Sequence[str]) -> list[LawFit]:
+        """The physical laws this asset's tags make up (fitted in the baseline)."""
+        fs = self.fs
+        out: list[LawFit] = []
+        if fs.pump_curve is not None:
+            at = locate_pump_curve(features, roles, fs.pump_curve, fs.impulsive)
+            if at is not None:
+                out.append(functools.partial(fit_pump_curve, **at))
+        if fs.spindle_power is not None:
+            at = locate_spindle_power(features, roles, fs.spindle_power, fs.impulsive)
+            if at is not None:
+                out.append(functools.partial(fit_spindle_power, **at))
+        return out
+
     def _fit(self, a: _Asset, x: np.ndarray, *, reason: str, at: float) -> None:
         roles = roles_of(a.features, self.fs)
         version = a.last_version + 1
@@ -338,16 +354,7 @@ class ScoringEngine:
             reason=reason,
             min_r2=self.config.relation_r2,
             trend_window=self.fs.trend_window,
-            pump_curve=(
-                locate_pump_curve(
-                    a.features,
-                    [roles[f] for f in a.features],
-                    self.fs.pump_curve,
-                    self.fs.impulsive,
-                )
-                if self.fs.pump_curve is not None
-                else None
-            ),
+            laws=self._laws(a.features, [roles[f] for f in a.features]),
             tonal=[
                 i
                 for i, f in enumerate(a.features)

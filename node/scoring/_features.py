@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from twinmesh.adapters import Quality
 
 from ._pump_curve import PumpCurveTags
+from ._spindle_power import SpindlePowerTags
 
 __all__ = [
     "FEATURE_SET",
@@ -67,7 +68,8 @@ class FeatureSet:
 
     #: fs-2: baselines record each temperature's warm-up trend t; artifacts of
     #: fs-1 lack it, so a node upgraded onto an old data directory warms up anew.
-    #: fs-3: a pump's relations include its pump curve (_pump_curve).
+    #: fs-3: physical laws among the relations (a pump's curve, a spindle's
+    #: vibration power).
     version: str = "fs-3"
     vibration: str = r"(?i)vibration"  # name pattern of vibration condition indicators
     thermal: str = r"(?i)temperature"  # name pattern of temperatures
@@ -86,6 +88,8 @@ class FeatureSet:
     #: Which tags make up a centrifugal pump's curve (outlet and inlet pressure,
     #: flow, speed or a reading that grows with speed squared); None: no curve.
     pump_curve: PumpCurveTags | None = field(default_factory=PumpCurveTags)
+    #: Which tags make up a cutting spindle's vibration power (load, speed, RMS).
+    spindle_power: SpindlePowerTags | None = field(default_factory=SpindlePowerTags)
     slope_window: int = 20  # frames in the trailing slope of a thermal tag
     #: Frames in the long trend of a thermal tag (with its t statistic): a lost
     #: cooling heats a large machine slowly (a pump bearing whose time constant
@@ -119,6 +123,15 @@ class FeatureSet:
                     "speed_squared": self.pump_curve.speed_squared,
                 }
                 if self.pump_curve is not None
+                else None
+            ),
+            "spindle_power": (
+                {
+                    "load": self.spindle_power.load,
+                    "speed": self.spindle_power.speed,
+                    "rms": self.spindle_power.rms,
+                }
+                if self.spindle_power is not None
                 else None
             ),
             "derived": {
