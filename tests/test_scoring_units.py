@@ -293,3 +293,57 @@ def test_a_publish_that_groups_values_by_tag_closes_complete_frames() -> None:
     eng.add_stored(stored)
     eng.flush()
     assert eng.frames.late == 0
+
+
+def test_a_second_drift_on_a_transmitter_already_alerted_counts_as_labelled() -> None:
+    from twinmesh.node.scoring._evaluate import _score_run
+
+    def ev(at, kind, key, alert):
+        return {
+            "at": at,
+            "type": kind,
+            "entity": "p/m",
+            "key": key,
+            "alert": alert,
+            "diagnosis": {"kind": "sensor", "label": "drift"},
+        }
+
+    run = {
+        "truth": [
+            {
+                "id": "d1",
+                "entity": "p/m",
+                "kind": "sensor_drift",
+                "telemetry": ["speed"],
+                "start": 100.0,
+                "end": 400.0,
+            },
+            {
+                "id": "d2",
+                "entity": "p/m",
+                "kind": "sensor_drift",
+                "telemetry": ["speed"],
+                "start": 200.0,
+                "end": 500.0,
+            },
+            {
+                "id": "d3",
+                "entity": "p/m",
+                "kind": "sensor_drift",
+                "telemetry": ["load"],
+                "start": 300.0,
+                "end": 350.0,
+            },
+        ],
+        "events": [
+            ev(120.0, "open", "sensor:drift:current|speed", "a1"),
+            ev(450.0, "clear", "sensor:drift:current|speed", "a1"),
+        ],
+        "assets": ["p/m"],
+        "warmup_end": {"p/m": 0.0},
+        "end": 600.0,
+    }
+    got = {r["id"]: r["sensor_ok"] for r in _score_run(run)["per_kind"]["sensor_drift"]}
+    # d1: opened inside. d2: the speed alert is open when it begins. d3: an open
+    # alert about other transmitters says nothing about the load.
+    assert got == {"d1": True, "d2": True, "d3": False}

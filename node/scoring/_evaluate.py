@@ -24,8 +24,11 @@ Scoring per fault record:
   failure point is the end of the ramp (full wear) for bearing wear and the
   first out-of-range reading (else the end) for a cooling failure;
 * a sensor fault is *labelled sensor* when a sensor-kind alert opens on its
-  asset inside the fault and no machine-kind alert does (alerts explained by a
-  physical fault running at the same time on that asset are not held against it);
+  asset inside the fault, or one naming its transmitter is still open when the
+  fault begins (a second drift on a transmitter already alerted for drifting is
+  the same condition: the variants' extra drift can land on such a tag), and no
+  machine-kind alert does (alerts explained by a physical fault running at the
+  same time on that asset are not held against it);
 * a *false alert* is an alert opened on an asset outside all its fault windows
   (each extended by ``grace`` seconds for a machine to settle); the rate is per
   healthy asset-day of stream time after the warm-up.
@@ -173,6 +176,13 @@ def _score_run(run: dict[str, Any]) -> dict[str, Any]:
         inside = [e for e in opens if e["entity"] == ent and a <= e["at"] <= b]
         machine = [e for e in inside if e["diagnosis"]["kind"] == "machine"]
         sensor = [e for e in inside if e["diagnosis"]["kind"] == "sensor"]
+        if r["kind"] not in ("bearing_wear", "cooling_failure"):
+            sensor += [
+                e
+                for e in _open_at(run["events"], ent, a)
+                if e["diagnosis"]["kind"] == "sensor"
+                and set(e["key"].rsplit(":", 1)[-1].split("|")) & set(r.get("telemetry", ()))
+            ]
         rec: dict[str, Any] = {
             "id": r["id"],
             "entity": ent,
@@ -210,6 +220,19 @@ def _score_run(run: dict[str, Any]) -> dict[str, Any]:
         covered = sum(max(0.0, min(t, run["end"]) - max(s, t0)) for s, t in _union(w))
         healthy += max(run["end"] - t0 - covered, 0.0)
     return {"per_kind": per_kind, "false": false, "healthy_seconds": healthy}
+
+
+def _open_at(events: Sequence[dict[str, Any]], entity: str, t: float) -> list[dict[str, Any]]:
+    """The opening event of every alert of ``entity`` that is open at time ``t``."""
+    state: dict[str, dict[str, Any] | None] = {}
+    for e in sorted(events, key=lambda e: e["at"]):
+        if e["entity"] != entity or e["at"] > t:
+            continue
+        if e["type"] in ("open", "reopen"):
+            state[e["alert"]] = e
+        elif e["type"] == "clear":
+            state[e["alert"]] = None
+    return [e for e in state.values() if e is not None]
 
 
 def _union(w: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
