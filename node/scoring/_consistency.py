@@ -76,6 +76,7 @@ class Consistency(Detector):
         grow_after: int = 60,
         keep_rows: int = 2000,
         keep_r2: float = 0.7,
+        settle: int = 240,
     ) -> None:
         # Relations below alarm_r2 never raise (measured: at r2 >= 0.7 a CNC's tool
         # wear and a pump's pressures alarmed 73 times per healthy asset-day); they
@@ -95,6 +96,10 @@ class Consistency(Detector):
         self.grow_after = grow_after
         self.keep_rows = keep_rows
         self.keep_r2 = keep_r2
+        # Frames since a relation last broke (a finding): the envelope learns only
+        # from operation that has been consistent for settle frames.
+        self.settle = settle
+        self._quiet = settle
         self.relations: tuple[AnyRelation, ...] = ()
         self._rows = np.zeros((0, 0))  # the standardised rows the relations were fitted on
         self._lo = np.zeros(0)  # envelope per feature (z), from _rows
@@ -166,6 +171,7 @@ class Consistency(Detector):
     # -- the envelope grows with healthy operation ---------------------------------------
 
     def beyond(self, frame: int) -> bool:
+        # Only frames that were settled (see score) and beyond the fitted rows.
         """Frame ``frame`` of the last batch lay beyond the rows some relation was
         fitted on (in the envelope's margin, where it extrapolates, or outside)."""
         return bool(frame < len(self._novel) and self._novel[frame])
@@ -269,6 +275,18 @@ class Consistency(Detector):
             self._rmean[i] = np.mean(self._hist, axis=0)
             contrib[i] = np.where(strong & judged[i], self._rmean[i] / self.limit, 0.0)
             self._zmean[i] = np.mean(self._zhist, axis=0)
+            # A broken relation is a drift or the edge of what the relations know;
+            # either way the frames that led up to it must not widen the envelope
+            # (they are the drift's ramp: a line refitted on them learns the drift
+            # and then calls the healthy transmitter drifting the other way;
+            # plant.toml variant seed 601: seven false current drifts after one
+            # real one). Drop what was collected and wait for settle quiet frames.
+            if np.max(np.abs(contrib[i])) >= 1.0:
+                self._quiet = 0
+                self._beyond = []
+            else:
+                self._quiet += 1
+            self._novel[i] &= self._quiet >= self.settle
             if np.max(np.abs(contrib[i])) < 0.5:
                 a = self.forget
                 dz = z[i] - self._mu
