@@ -301,7 +301,20 @@ def diagnose(
         for i in np.flatnonzero((roles_a == "thermal") | (roles_a == "slope"))
         if base_tag(features[i]) not in explained
     ]
+    # The co-simulation's residual of a temperature (observed - what the thermal
+    # FMU expects from the current it is fed) is the most direct evidence of a
+    # lost cooling: the machine runs hotter than its own heat input explains,
+    # whatever its load cycle does (tests/test_cosim_coupling.py: > 10 K while
+    # the current's residual stays at noise).
+    temps = {base_tag(features[i]) for i in thermal}
+    modelled = [
+        i
+        for i in np.flatnonzero(roles_a == "residual")
+        if base_tag(features[i]) in temps and residual[i] > 0.0
+    ]
+    thermal += modelled
     hot = [i for i in thermal if up[i] >= 1.0]
+    hotter_than_modelled = {base_tag(features[i]) for i in modelled if residual[i] >= 1.0}
     # Heating = the temperature is rising by more than its slope's healthy spread.
     # Measured against zero, not against the warm-up's slope: a warm-up that saw
     # the machine still warming from cold has a positive slope centre and a
@@ -371,7 +384,11 @@ def diagnose(
         process_ok = float(np.max(np.abs(consistency), initial=0.0)) < 1.0
         for tag, idx in sorted(by_tag.items()):
             score = max(up[i] for i in idx)
-            heating = bool(slope_of.get(tag, 1.0) >= 1.0 or (tag in rising and score >= _TREND_HOT))
+            heating = bool(
+                slope_of.get(tag, 1.0) >= 1.0
+                or (tag in rising and score >= _TREND_HOT)
+                or tag in hotter_than_modelled
+            )
             if not heating:
                 # Hot but no longer heating (a machine cooling down after a repair,
                 # or a cooling failure at its new steady state): this keeps an
@@ -394,6 +411,7 @@ def diagnose(
                         "features": _ev(features, idx, level, x, center),
                         "drivers_consistent": process_ok,
                         "heating": heating,
+                        "hotter_than_modelled": tag in hotter_than_modelled,
                         **({"trend": rising[tag]} if tag in rising else {}),
                         "note": "the temperature rises beyond its healthy range while the"
                         " process variables that drive the heat stay consistent",

@@ -172,6 +172,7 @@ class ScoringEngine:
         self.skip = skip
         self.rng = np.random.default_rng(seed)
         self.frames = FrameAssembler()
+        self.frames.resync = feature_set.residual_resync
         self.assets: dict[str, _Asset] = {}
         self.cohorts: dict[str, Cohort] = {}
         self.retrains: list[Retrain] = []
@@ -296,15 +297,10 @@ class ScoringEngine:
         a.pending.append((frame, x, valid))
 
     def _vector(self, a: _Asset, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
-        side = self.frames.side.get(frame.entity, {})
         x = np.empty(len(a.features))
         valid = np.ones(len(a.features), dtype=bool)
         for i, f in enumerate(a.features):
-            if f.endswith(".residual"):
-                got = side.get(f)
-                v = got[0] if got is not None else None
-            else:
-                v = frame.values.get(f)
+            v = frame.residuals.get(f) if f.endswith(".residual") else frame.values.get(f)
             if v is None:
                 valid[i] = False
                 x[i] = np.nan

