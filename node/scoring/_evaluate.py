@@ -64,6 +64,42 @@ def _lineage(result: FrameResult, finding: Any) -> dict[str, Any]:
     return {"model_version": result.model_version}
 
 
+def _couplings(config: Any, specs: dict[tuple[str, str], TagSpec], fmus: Any) -> dict[str, Any]:
+    """The node's co-simulation of the plant's motors, as ``twinmesh plant simulate``
+    configures it (node_cosim_toml: nameplate parameters, no faults)."""
+    from twinmesh.adapters.synthetic._outputs import node_cosim_toml
+
+    from ..cosim import Master, load_system
+    from ..cosim._coupling import AssetCoupling, TagInfo
+    from ..cosim._settings import parse_cosim
+
+    raw = tomllib.loads(node_cosim_toml(config))
+    tmp = Path(tempfile.gettempdir())
+    settings = parse_cosim(raw, rel=lambda s: tmp / s, data_dir=tmp)
+    out = {}
+    for asset in settings.assets if settings is not None else ():
+        system = load_system(asset.system, resolve_builtin=fmus.resolve)
+        overrides = {(f, v): x for f, v, x in asset.parameters}
+
+        def make(
+            values: dict[tuple[str, str], float], sys: Any = system, o: Any = overrides
+        ) -> Any:
+            return Master(sys, values={**o, **values})
+
+        out[asset.entity] = AssetCoupling(
+            entity=asset.entity,
+            system=system,
+            make_master=make,
+            time_scale=asset.time_scale,
+            tags={
+                name: TagInfo(unit=s.unit, minimum=s.minimum, maximum=s.maximum)
+                for (e, name), s in specs.items()
+                if e == asset.entity
+            },
+        )
+    return out
+
+
 def run_stream(
     config: Any,
     *,
@@ -71,8 +107,12 @@ def run_stream(
     duration: float,
     engine_config: EngineConfig | None = None,
     batch_seconds: float = 1.0,
+    fmus: Any = None,
 ) -> dict[str, Any]:
-    """Run one plant for ``duration`` wall seconds of stream time; events and truth."""
+    """Run one plant for ``duration`` wall seconds of stream time; events and truth.
+
+    With ``fmus`` (a :class:`BuiltinFmus`) the motors are co-simulated as on a
+    node, and their ``.expected``/``.residual`` series are scored too."""
     from twinmesh.adapters.synthetic import AssetSimulator, GroundTruth, kind_telemetry
 
     ec = engine_config or EngineConfig()
@@ -97,6 +137,7 @@ def run_stream(
                 varies=True,
             )
     checker = QualityChecker(specs)
+    couplings = _couplings(config, specs, fmus) if fmus is not None else {}
     engine = ScoringEngine(config=ec, cohort_of=models.__getitem__, seed=seed)
     tracker = AlertTracker(node="eval", policy=lambda: DEFAULT_POLICY, model_of=models.__getitem__)
     events: list[dict[str, Any]] = []
@@ -136,16 +177,19 @@ def run_stream(
                 f"{a.entity}/{name}/{tick.n}",
             )
             s = checker.check(s, ts + 0.01).sample
-            engine.add(
-                seq=seq,
-                sample_id=s.sample_id,
-                entity=s.entity,
-                name=s.name,
-                value=s.value,
-                source_ts=s.source_ts,
-                received_ts=s.received_ts,
-                quality=s.quality._value_,
-            )
+            coupling = couplings.get(a.entity)
+            derived = coupling.offer(s, ts + 0.01) if coupling is not None else []
+            for d in (s, *derived):
+                engine.add(
+                    seq=seq,
+                    sample_id=d.sample_id,
+                    entity=d.entity,
+                    name=d.name,
+                    value=d.value,
+                    source_ts=d.source_ts,
+                    received_ts=d.received_ts,
+                    quality=d.quality._value_,
+                )
         due[i] = (start + sim.n * a.sample_interval, i)
     engine.flush()
     for r in engine.process(end):
@@ -253,6 +297,7 @@ def evaluate(
     tail: float = 1800.0,
     engine_config: EngineConfig | None = None,
     first_seed: int = 1,
+    fmus: Any = None,
 ) -> dict[str, Any]:
     from twinmesh.adapters.synthetic import load_config
 
@@ -268,7 +313,9 @@ def evaluate(
         last = max((f.end / cfg.time_scale for a in cfg.assets for f in a.faults), default=0.0)
         dur = duration if duration is not None else last + tail
         for k in range(seeds):
-            run = _score_run_and_keep(cfg, seed=first_seed + k, duration=dur, ec=engine_config)
+            run = run_stream(
+                cfg, seed=first_seed + k, duration=dur, engine_config=engine_config, fmus=fmus
+            )
             runs += 1
             frames += run["frames"]
             seconds += run["seconds"]
@@ -311,12 +358,6 @@ def evaluate(
             if r.get("detected") and r.get("sensor_ok") is False
         ][:20],
     }
-
-
-def _score_run_and_keep(
-    cfg: Any, *, seed: int, duration: float, ec: EngineConfig | None
-) -> dict[str, Any]:
-    return run_stream(cfg, seed=seed, duration=duration, engine_config=ec)
 
 
 # -- altered plants ----------------------------------------------------------------------
@@ -422,7 +463,8 @@ def format_table(result: dict[str, Any]) -> str:
 
     lines = [
         f"runs: {result['runs']}  frames scored: {result['frames_scored']}"
-        f"  ({result['frames_per_second']:.0f} frames/s)",
+        f"  ({result['frames_per_second']:.0f} frames/s)"
+        + (f"  co-simulation: {result['cosim']}" if "cosim" in result else ""),
         "",
         f"{'fault type':<18}{'faults':>7}{'recall':>8}{'label':>7}{'lead med s':>12}"
         f"{'lead worst s':>13}{'sensor lbl':>11}",
@@ -452,8 +494,20 @@ def main_evaluate(
     tail: float,
     as_json: bool,
     first_seed: int = 1,
+    cosim: bool = True,
 ) -> str:
     ec = EngineConfig()
+    fmus = None
+    note = ""
+    if cosim:
+        from ..cosim import BuiltinFmus, CompilerMissing
+
+        try:
+            fmus = BuiltinFmus()
+            fmus.build_all()
+        except CompilerMissing as exc:
+            # As on a node without a C compiler: scored without residuals, and said so.
+            fmus, note = None, f"co-simulation off: {exc}"
     configs = [config]
     with tempfile.TemporaryDirectory(prefix="twinmesh-eval-") as tmp:
         if variants:
@@ -474,5 +528,7 @@ def main_evaluate(
             tail=tail,
             engine_config=ec,
             first_seed=first_seed,
+            fmus=fmus,
         )
+    result["cosim"] = note or ("motors co-simulated (FMUs)" if fmus is not None else "off")
     return json.dumps(result, indent=2, default=str) if as_json else format_table(result)

@@ -22,6 +22,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             tail=args.tail,
             as_json=args.json,
             first_seed=args.first_seed,
+            cosim=not args.no_cosim,
         )
     except PlantConfigError as exc:
         # A wrong path or a bad plant file is the user's to fix: one line, no traceback.
@@ -104,6 +105,11 @@ def register(subparsers: Any) -> None:
         type=float,
         default=1800.0,
         help="healthy seconds after the last fault (default 1800)",
+    )
+    ev.add_argument(
+        "--no-cosim",
+        action="store_true",
+        help="score without co-simulating the motors (default: their FMUs run, as on a node)",
     )
     ev.add_argument("--json", action="store_true", help="print the table as JSON")
     ev.set_defaults(handler=_evaluate)
