@@ -43,8 +43,11 @@ relation whose r2 falls under ``alarm_r2`` (the curve is not a line over the
 wider range) stops raising. This is the validity domain of a data-driven
 model (Venkatasubramanian et al., Comput. Chem. Eng. 27 (2003), part III:
 extrapolation is the known failure of process-history models).
-A physical law (a pump's curve, ``_pump_curve``: ``extrapolates``) has no
-envelope: it judges every frame its own ``valid`` allows.
+The envelope learns only from operation that has been consistent for
+``settle`` frames: a broken relation drops the frames collected so far, which
+may be the ramp of the very drift it found. A physical law (a pump's curve,
+``_pump_curve``; a spindle's vibration power, ``_spindle_power``:
+``extrapolates``) has no envelope: it judges every frame its own ``valid`` allows.
 """
 
 from __future__ import annotations
@@ -171,9 +174,9 @@ class Consistency(Detector):
     # -- the envelope grows with healthy operation ---------------------------------------
 
     def beyond(self, frame: int) -> bool:
-        # Only frames that were settled (see score) and beyond the fitted rows.
         """Frame ``frame`` of the last batch lay beyond the rows some relation was
-        fitted on (in the envelope's margin, where it extrapolates, or outside)."""
+        fitted on (in the envelope's margin, where it extrapolates, or outside),
+        and ``settle`` frames after the relations last broke (see ``score``)."""
         return bool(frame < len(self._novel) and self._novel[frame])
 
     def keep_healthy(self, z: np.ndarray) -> None:
