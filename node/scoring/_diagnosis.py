@@ -445,11 +445,13 @@ def diagnose(
         if best is not None:
             rival = next((h for h in hyps[1:] if h.unexplained < 0.5), None)
             margin = math.inf if rival is None else rival.cost - best.cost
-            if margin < 10.0 and best.relations == 1:
+            if best.relations == 1 and rival is not None:
                 # One relation (a pump's curve) ties these transmitters, and a bias
                 # on any of them breaks it the same way: no evidence will ever
-                # separate them, so holding back would only hide the fault. The
-                # finding names them all, the likeliest first.
+                # separate them, so holding back would only hide the fault, and
+                # naming one would be a guess (the operating point each implies
+                # ranks them, no more). The finding names them all under one
+                # condition key, the likeliest first.
                 out.append(_drift_among(features, scale, x, center, hyps, score))
             else:
                 # Two transmitters explaining it about as well (a likelihood ratio
