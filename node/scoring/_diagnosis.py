@@ -236,6 +236,7 @@ def diagnose(
     trend: Mapping[str, tuple[float, float]] | None = None,
     warmup_trend_t: Mapping[str, float] | None = None,
     speed_lines: str | None = None,
+    trust_residuals: bool = True,
 ) -> list[Finding]:
     out: list[Finding] = []
     explained: set[str] = set()
@@ -310,7 +311,7 @@ def diagnose(
     modelled = [
         i
         for i in np.flatnonzero(roles_a == "residual")
-        if base_tag(features[i]) in temps and residual[i] > 0.0
+        if trust_residuals and base_tag(features[i]) in temps and residual[i] > 0.0
     ]
     thermal += modelled
     hot = [i for i in thermal if up[i] >= 1.0]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -150,6 +151,9 @@ class _Asset:
     last_ts: float = 0.0
     interval: float = 0.0  # running mean of the time between frames (receive time)
     stale: bool = False
+    #: Source time the process relations last broke (>= half their limit): the
+    #: co-simulation's inputs (a motor's load) may be wrong since then.
+    inputs_suspect_at: float = -math.inf
     scored: int = 0
     last_version: int = 0  # newest model version of this asset (restored ones too)
 
@@ -428,6 +432,7 @@ class ScoringEngine:
                 level_by={k: v[i] for k, v in level_by.items()},
                 consistency=cons[i],
                 residual=res[i],
+                trust_residuals=self._trust_residuals(a, frame.ts, cons[i]),
                 iforest=float(iso[i]),
                 hypotheses=(
                     (lambda i=i: cons_det.hypotheses(i, cons[i]))
@@ -486,6 +491,18 @@ class ScoringEngine:
             self._grow_envelope(a, cons_det, pending[-1][0].ts)
         self._check_drift(a, pending[-1][0].ts)
         return out
+
+    def _trust_residuals(self, a: _Asset, ts: float, cons: np.ndarray) -> bool:
+        """The co-simulation's residuals are evidence only while its inputs are
+        believed: a load transmitter reading low makes the thermal FMU expect a
+        cooler winding, and the residual then says "hotter than modelled" of a
+        healthy motor (heldout-plant-b seed 602: a load drift raised a false
+        lost cooling, whose open alert then hid the real one). So not while any
+        process relation is at half its limit, nor for ``residual_resync``
+        seconds after (the model's state lags its corrected inputs)."""
+        if float(np.max(np.abs(cons), initial=0.0)) >= 0.5:
+            a.inputs_suspect_at = ts
+        return ts - a.inputs_suspect_at >= self.fs.residual_resync
 
     def _grow_envelope(self, a: _Asset, cons: Consistency, at: float) -> None:
         """The process relations refitted over a wider healthy range: a new model

@@ -97,6 +97,8 @@ class FeatureSet:
     #: model's state needs a thermal time constant or so to follow the machine
     #: again (heldout-plant-c seed 302: a load stuck for 120 s left the winding
     #: model 4.9 K cold, a false lost cooling 2 s after the stuck value cleared).
+    #: The engine applies the same wait after the process relations last broke:
+    #: a drifting input transmitter misleads the FMUs as much as a stuck one.
     residual_resync: float = 600.0
     #: Frames in the long trend of a thermal tag (with its t statistic): a lost
     #: cooling heats a large machine slowly (a pump bearing whose time constant
