@@ -114,3 +114,29 @@ def test_residuals_are_no_evidence_until_the_model_has_followed_its_inputs_again
     closed += fa.flush()
     has = {round(f.ts): bool(f.residuals) for f in closed}
     assert not has[118] and has[119] and has[125]
+
+
+def test_the_tail_of_a_mended_cooling_is_not_heating() -> None:
+    # After the fault the winding stays hotter than its model for a few time
+    # constants while the residual decays: that keeps an alert open, never raises.
+    f = ("windingTemperature", "windingTemperature:slope", "windingTemperature.residual")
+    common = dict(
+        features=f,
+        roles=("thermal", "slope", "residual"),
+        x=np.array([75.0, 0.0, 9.7]),
+        center=np.array([60.0, 0.0, 0.0]),
+        level=np.array([0.4, -0.1, 0.0]),
+        level_by={},
+        consistency=np.zeros(3),
+        residual=np.array([0.0, 0.0, 2.0]),
+        iforest=0.0,
+        hypotheses=lambda: [],
+        scale=np.ones(3),
+        stuck=[],
+        missing={},
+        dropout_frames=6,
+    )
+    rising = diagnose(residual_trend_t={"windingTemperature.residual": 2.0}, **common)
+    assert rising[0].score >= 1.0 and rising[0].evidence["heating"] is True
+    decaying = diagnose(residual_trend_t={"windingTemperature.residual": -15.0}, **common)
+    assert decaying[0].score < 1.0 and decaying[0].evidence["heating"] is False

@@ -237,6 +237,7 @@ def diagnose(
     warmup_trend_t: Mapping[str, float] | None = None,
     speed_lines: str | None = None,
     trust_residuals: bool = True,
+    residual_trend_t: Mapping[str, float] | None = None,
 ) -> list[Finding]:
     out: list[Finding] = []
     explained: set[str] = set()
@@ -315,7 +316,16 @@ def diagnose(
     ]
     thermal += modelled
     hot = [i for i in thermal if up[i] >= 1.0]
-    hotter_than_modelled = {base_tag(features[i]) for i in modelled if residual[i] >= 1.0}
+    # ... while it is not falling back: after a lost cooling is mended the winding
+    # stays hotter than its model for a few time constants, and the residual
+    # decays (heldout-plant-c seed 602: +9.7 K 460 s after the fault ended, a
+    # false reopened cooling alert). That tail is not heating.
+    falling = residual_trend_t or {}
+    hotter_than_modelled = {
+        base_tag(features[i])
+        for i in modelled
+        if residual[i] >= 1.0 and falling.get(features[i], 0.0) > -_TREND_T
+    }
     # Heating = the temperature is rising by more than its slope's healthy spread.
     # Measured against zero, not against the warm-up's slope: a warm-up that saw
     # the machine still warming from cold has a positive slope centre and a

@@ -273,6 +273,12 @@ class ScoringEngine:
                 # in the first minutes: slope * trend_window would overstate it).
                 frame.values[f"{name}:trend"] = slope * trend.span
                 frame.values[f"{name}:trend_t"] = t_stat
+        for name, v in frame.residuals.items():
+            if self.fs.role(name.split(".", 1)[0]) == "thermal":
+                # Whether the winding is still drawing away from its model (a lost
+                # cooling) or coming back to it (the tail of one already over).
+                tracker = a.trends.setdefault(name, TrendTracker(self.fs.trend_window))
+                frame.values[f"{name}:trend_t"] = tracker.push(v)[1]
         if a.baseline is None:
             a.warm.append(frame)
             if len(a.warm) >= self.config.warmup:
@@ -455,6 +461,11 @@ class ScoringEngine:
                     if f"{t}:trend" in frame.values
                 },
                 warmup_trend_t=warm_t,
+                residual_trend_t={
+                    k[: -len(":trend_t")]: v
+                    for k, v in frame.values.items()
+                    if k.endswith(".residual:trend_t")
+                },
             )
             scores = {k: float(v.score[i]) for k, v in results.items()}
             if self.trace is not None:
