@@ -6,7 +6,9 @@ For many seeds a real node run is too slow (a plant produces a reading per tag
 every ``sample_interval`` of wall time whatever its ``time_scale``), so this
 runs *the same code a node runs* over the plant's generated stream: the
 plant's :class:`AssetSimulator` ticks (physics, faults), the node's
-:class:`QualityChecker` (STUCK, ranges), the :class:`ScoringEngine` and the
+:class:`QualityChecker` (STUCK, ranges), the motors' co-simulation (the
+node's :class:`AssetCoupling` stepping our FMUs with the nameplate parameters
+``twinmesh plant simulate`` gives a node), the :class:`ScoringEngine` and the
 :class:`AlertTracker` with the default policy — in stream time, without
 waiting. The ground truth is the plant's own :class:`GroundTruth`.
 (``tests/test_scoring_node.py`` checks the same pipeline on a real node fed by
