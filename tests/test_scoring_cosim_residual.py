@@ -77,8 +77,7 @@ def test_residuals_are_no_evidence_until_the_model_has_followed_its_inputs_again
     from twinmesh.adapters import Quality
     from twinmesh.node.scoring._features import FrameAssembler
 
-    fa = FrameAssembler()
-    fa.resync = 100.0
+    fa = FrameAssembler(resync=100.0)
 
     def feed(ts: float, *, held: bool = False) -> list:
         out = []

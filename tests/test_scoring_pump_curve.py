@@ -6,13 +6,13 @@ AssetSimulator, a few seconds of CPU); the relation is pure numpy.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
 import pytest
+from scoring_helpers import healthy_rows
 
-from twinmesh.adapters.synthetic import AssetSimulator, load_config
+from twinmesh.adapters.synthetic import load_config
 from twinmesh.node.scoring._baseline import learn_baseline
 from twinmesh.node.scoring._features import FEATURE_SET, roles_of
 from twinmesh.node.scoring._pump_curve import PumpCurve, fit_pump_curve, locate_pump_curve
@@ -33,12 +33,7 @@ def _pump_rows(tmp_path, frames: int, seed: int = 5, **params: float):
     path = tmp_path / "plant.toml"
     extra = "".join(f"{k} = {v}\n" for k, v in params.items())
     path.write_text(PLANT + ("[asset.params]\n" + extra if extra else ""))
-    cfg = load_config(path)
-    asset = dataclasses.replace(cfg.assets[0], faults=())
-    sim = AssetSimulator(asset, seed=seed, time_scale=1.0, ambient=cfg.ambient_temperature)
-    ticks = [sim.tick().values for _ in range(frames)]
-    names = sorted(ticks[0])
-    return names, np.array([[t[n] for n in names] for t in ticks])
+    return healthy_rows(path, frames, seed)
 
 
 def _baseline(names, x):

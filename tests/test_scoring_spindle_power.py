@@ -6,13 +6,12 @@ relation itself is pure numpy.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
 import pytest
+from scoring_helpers import healthy_rows
 
-from twinmesh.adapters.synthetic import AssetSimulator, load_config
 from twinmesh.node.scoring._baseline import learn_baseline
 from twinmesh.node.scoring._features import FEATURE_SET, roles_of
 from twinmesh.node.scoring._spindle_power import (
@@ -36,12 +35,7 @@ kind = "{kind}"
 def _rows(tmp_path, kind: str, frames: int, seed: int = 11):
     path = tmp_path / f"{kind}.toml"
     path.write_text(PLANT.format(name=f"{kind}-1", kind=kind))
-    cfg = load_config(path)
-    asset = dataclasses.replace(cfg.assets[0], faults=())
-    sim = AssetSimulator(asset, seed=seed, time_scale=1.0, ambient=cfg.ambient_temperature)
-    ticks = [sim.tick().values for _ in range(frames)]
-    names = sorted(ticks[0])
-    return names, np.array([[t[n] for n in names] for t in ticks])
+    return healthy_rows(path, frames, seed)
 
 
 def _law(names, x):

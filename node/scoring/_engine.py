@@ -175,8 +175,7 @@ class ScoringEngine:
         self.cohort_of = cohort_of
         self.skip = skip
         self.rng = np.random.default_rng(seed)
-        self.frames = FrameAssembler()
-        self.frames.resync = feature_set.residual_resync
+        self.frames = FrameAssembler(resync=feature_set.residual_resync)
         self.assets: dict[str, _Asset] = {}
         self.cohorts: dict[str, Cohort] = {}
         self.retrains: list[Retrain] = []

@@ -189,13 +189,13 @@ class Frame:
 class FrameAssembler:
     """Samples (in buffer order) -> closed frames. Feed with :meth:`add`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, resync: float = FEATURE_SET.residual_resync) -> None:
         self._open: dict[str, dict[float, Frame]] = {}
         self._done: dict[str, float] = {}  # source time of the newest closed frame
         self.expected: dict[str, set[str]] = {}  # entity -> tags seen in its frames
         self.side: dict[str, dict[str, tuple[float, SampleRef]]] = {}  # cosim series
         self.held_at: dict[str, float] = {}  # entity -> newest source time the cosim held
-        self.resync = FEATURE_SET.residual_resync
+        self.resync = resync  # see FeatureSet.residual_resync
         self.late = 0
 
     def add(

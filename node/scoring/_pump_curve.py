@@ -54,11 +54,12 @@ diagnosis says when they cannot be told apart.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ._law import PhysicalLaw, find_tag, impulsive_tags
 
 __all__ = ["PumpCurve", "PumpCurveTags", "fit_pump_curve", "locate_pump_curve"]
 
@@ -80,35 +81,22 @@ class PumpCurveTags:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PumpCurve:
+class PumpCurve(PhysicalLaw):
     """outlet - inlet = head * v - droop * flow^2, v = speed^2 or its proxy.
 
-    Indices are into the asset's feature vector; ``center`` and ``scale`` are
-    the baseline's (the relation reads raw values back from standardised rows).
+    ``target`` is the outlet (discharge) pressure; ``sigma`` is in pressure units.
     """
 
-    target: int  # the outlet (discharge) pressure
     inlet: int | None
     flow: int
     speed: int
     speed_power: int  # 2: a speed tag; 1: a reading that goes with speed^2
-    guards: tuple[int, ...]
-    center: np.ndarray
-    scale: np.ndarray
     head: float  # pressure rise per unit of v
     droop: float  # pressure lost per flow^2
-    sigma: float  # residual spread in the warm-up, pressure units
-    r2: float
-    guard: float = 2.0
-    #: A physical law, not a local line: judged over the whole operating range.
-    extrapolates: bool = True
 
     @property
     def inputs(self) -> tuple[int, ...]:
         return tuple(i for i in (self.inlet, self.flow, self.speed) if i is not None)
-
-    def _raw(self, z: np.ndarray, i: int) -> np.ndarray:
-        return np.asarray(z[:, i] * self.scale[i] + self.center[i])
 
     def _v(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(np.maximum(self._raw(z, self.speed), 0.0) ** self.speed_power)
@@ -122,13 +110,6 @@ class PumpCurve:
         q = self._raw(z, self.flow)
         pred = self.head * self._v(z) - self.droop * q * q
         return np.asarray((self._rise(z) - pred) / self.sigma)
-
-    def valid(self, z: np.ndarray) -> np.ndarray:
-        """Rows the relation may judge: no impulsive vibration (a bearing's impacts
-        are in the RMS that stands in for speed)."""
-        if not self.guards:
-            return np.ones(len(z), dtype=bool)
-        return np.asarray(np.all(z[:, list(self.guards)] <= self.guard, axis=1))
 
     def sensitivity(self, j: int, zrow: np.ndarray) -> float:
         """d residual / d z_j at the standardised row ``zrow`` (the fault signature)."""
@@ -174,12 +155,7 @@ def locate_pump_curve(
     """The feature indices of a pump curve on this asset, or None if it has not one."""
 
     def find(pattern: str, role: str) -> int | None:
-        hits = [
-            i
-            for i, (f, r) in enumerate(zip(features, roles, strict=True))
-            if r == role and ":" not in f and "." not in f and re.search(pattern, f)
-        ]
-        return hits[0] if len(hits) == 1 else None
+        return find_tag(features, roles, pattern, role)
 
     outlet = find(tags.outlet, "process")
     flow = find(tags.flow, "process")
@@ -190,11 +166,8 @@ def locate_pump_curve(
         speed, power = find(tags.speed_squared, "vibration"), 1
     if speed is None:
         return None
-    guards = tuple(
-        i
-        for i, (f, r) in enumerate(zip(features, roles, strict=True))
-        if power == 1 and r == "vibration" and re.search(impulsive, f)
-    )
+    # Only the RMS proxy hears a bearing; a reported speed needs no guard.
+    guards = impulsive_tags(features, roles, impulsive) if power == 1 else ()
     return {
         "target": outlet,
         "inlet": find(tags.inlet, "process"),

@@ -30,12 +30,13 @@ high: a bearing's impacts are in the RMS and are neither load nor speed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ._law import PhysicalLaw, find_tag, impulsive_tags
 
 __all__ = ["SpindlePower", "SpindlePowerTags", "fit_spindle_power", "locate_spindle_power"]
 
@@ -50,30 +51,23 @@ class SpindlePowerTags:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SpindlePower:
-    """rms^2 = alpha * load^2 + gamma * (speed / speed_unit)^4 + beta."""
+class SpindlePower(PhysicalLaw):
+    """rms^2 = alpha * load^2 + gamma * (speed / speed_unit)^4 + beta.
 
-    target: int  # the load: where the residual is reported (a process variable)
+    ``target`` is the load (where the residual is reported); ``sigma`` is in RMS
+    power units.
+    """
+
     speed: int
     rms: int
-    guards: tuple[int, ...]
-    center: np.ndarray
-    scale: np.ndarray
     speed_unit: float  # the warm-up's largest speed (keeps speed^4 near 1)
     alpha: float
     gamma: float
     beta: float
-    sigma: float  # residual spread in the warm-up, RMS power units
-    r2: float
-    guard: float = 2.0
-    extrapolates: bool = True
 
     @property
     def inputs(self) -> tuple[int, ...]:
         return (self.speed, self.rms)
-
-    def _raw(self, z: np.ndarray, i: int) -> np.ndarray:
-        return np.asarray(z[:, i] * self.scale[i] + self.center[i])
 
     def residual(self, z: np.ndarray) -> np.ndarray:
         """Standardised residual (sigmas): observed RMS power less the law's."""
@@ -82,11 +76,6 @@ class SpindlePower:
         rms = self._raw(z, self.rms)
         pred = self.alpha * load * load + self.gamma * s**4 + self.beta
         return np.asarray((rms * rms - pred) / self.sigma)
-
-    def valid(self, z: np.ndarray) -> np.ndarray:
-        if not self.guards:
-            return np.ones(len(z), dtype=bool)
-        return np.asarray(np.all(z[:, list(self.guards)] <= self.guard, axis=1))
 
     def sensitivity(self, j: int, zrow: np.ndarray) -> float:
         """d residual / d z_j at the standardised row ``zrow``."""
@@ -126,26 +115,14 @@ def locate_spindle_power(
 ) -> dict[str, Any] | None:
     """The feature indices of the law on this asset, or None if it lacks a part."""
 
-    def find(pattern: str, role: str) -> int | None:
-        hits = [
-            i
-            for i, (f, r) in enumerate(zip(features, roles, strict=True))
-            if r == role and ":" not in f and "." not in f and re.search(pattern, f)
-        ]
-        return hits[0] if len(hits) == 1 else None
-
     load, speed, rms = (
-        find(tags.load, "process"),
-        find(tags.speed, "process"),
-        find(tags.rms, "vibration"),
+        find_tag(features, roles, tags.load, "process"),
+        find_tag(features, roles, tags.speed, "process"),
+        find_tag(features, roles, tags.rms, "vibration"),
     )
     if load is None or speed is None or rms is None:
         return None
-    guards = tuple(
-        i
-        for i, (f, r) in enumerate(zip(features, roles, strict=True))
-        if r == "vibration" and re.search(impulsive, f)
-    )
+    guards = impulsive_tags(features, roles, impulsive)
     return {"target": load, "speed": speed, "rms": rms, "guards": guards}
 
 
