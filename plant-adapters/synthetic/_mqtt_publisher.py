@@ -246,6 +246,11 @@ class MqttPublisher:
                     _log.warning("MQTT connection to %s:%d lost: %s", s.host, s.port, exc)
                 elif self._backoff.attempt == 0:
                     _log.warning("MQTT broker %s:%d unreachable: %s", s.host, s.port, exc)
+            except Exception:
+                # Our fault or the client library's, not the broker's: the readings
+                # are still queued, so say what broke and reconnect rather than let
+                # the plant's MQTT output stop without a word.
+                _log.exception("MQTT publisher to %s:%d failed; reconnecting", s.host, s.port)
             finally:
                 self.connected = False
             if self._closing.is_set():
@@ -335,6 +340,10 @@ class MqttPublisher:
             if not sending.done() or sending.cancelled():
                 raise ConnectionError("disconnected while publishing")
             exc = sending.exception()
+            if isinstance(exc, asyncio.CancelledError):
+                # A publish the client cancelled under us (gather passes a child's
+                # cancellation on as its exception): raised, it would end run().
+                raise ConnectionError("a publish was cancelled by the client") from exc
             if exc is not None:
                 raise exc
             last = batch[-1].seq
