@@ -139,3 +139,32 @@ def test_the_tail_of_a_mended_cooling_is_not_heating() -> None:
     assert rising[0].score >= 1.0 and rising[0].evidence["heating"] is True
     decaying = diagnose(residual_trend_t={"windingTemperature.residual": -15.0}, **common)
     assert decaying[0].score < 1.0 and decaying[0].evidence["heating"] is False
+
+
+def test_a_hot_temperature_its_model_explains_raises_no_lost_cooling() -> None:
+    # heldout-plant-d seed 301: a motor on a 500 s load cycle ran 2 scales past its
+    # one-minute warm-up and rising, with its residual at noise: the heat input
+    # explains it. Only a residual that is not trusted leaves the level to decide.
+    f = ("load", "windingTemperature", "windingTemperature:slope", "windingTemperature.residual")
+    common = dict(
+        features=f,
+        roles=("process", "thermal", "slope", "residual"),
+        x=np.array([80.0, 84.0, 0.3, 0.1]),
+        center=np.array([60.0, 80.0, 0.0, 0.0]),
+        level=np.array([0.0, 2.2, 1.4, 0.2]),  # hot, and its short slope steep
+        level_by={},
+        consistency=np.zeros(4),
+        iforest=0.0,
+        hypotheses=lambda: [],
+        scale=np.ones(4),
+        stuck=[],
+        missing={},
+        dropout_frames=6,
+        residual=np.array([0.0, 0.0, 0.0, 0.3]),
+    )
+    explained = diagnose(**common)
+    assert [x.key for x in explained] == ["machine:cooling_failure:windingTemperature"]
+    assert explained[0].score < 1.0  # keeps an open alert open, raises none
+    assert explained[0].evidence["heating"] is False
+    untrusted = diagnose(trust_residuals=False, **common)
+    assert untrusted[0].score >= 1.0 and untrusted[0].evidence["heating"] is True

@@ -8,7 +8,7 @@ import numpy as np
 
 from twinmesh.node.scoring._baseline import learn_baseline
 from twinmesh.node.scoring._diagnosis import diagnose
-from twinmesh.node.scoring._features import TrendTracker
+from twinmesh.node.scoring._features import CycleMeanRise, TrendTracker
 
 
 def test_the_trend_matches_a_least_squares_fit_over_its_window() -> None:
@@ -68,7 +68,11 @@ def _raised(features: tuple[str, ...], roles: tuple[str, ...], **given: object) 
 
 
 def _findings(
-    *, level: float, trend: tuple[float, float] | None, warmup_t: float = 0.0
+    *,
+    level: float,
+    trend: tuple[float, float] | None,
+    warmup_t: float = 0.0,
+    cycle_rise: float | None = None,
 ) -> list[str]:
     return _raised(
         ("bearingTemperature", "bearingTemperature:slope", "flowRate"),
@@ -80,6 +84,7 @@ def _findings(
         scale=np.array([0.6, 0.05, 5.0]),
         trend={} if trend is None else {"bearingTemperature": trend},
         warmup_trend_t={"bearingTemperature": warmup_t},
+        cycle_rise={} if cycle_rise is None else {"bearingTemperature": cycle_rise},
     )
 
 
@@ -97,7 +102,7 @@ def test_a_clearly_hot_steadily_rising_temperature_is_heating() -> None:
     assert _findings(level=1.1, trend=(1.8, 40.0)) == []
 
 
-def test_a_duty_cycle_that_heats_in_the_warm_up_disables_the_long_trend() -> None:
+def test_a_duty_cycle_that_heats_in_the_warm_up_needs_the_long_trend_far_hotter() -> None:
     rng = np.random.default_rng(7)
     n = 120
     steady = 40.0 + rng.normal(0.0, 0.15, n)
@@ -115,9 +120,12 @@ def test_a_duty_cycle_that_heats_in_the_warm_up_disables_the_long_trend() -> Non
     )
     assert b.warmup_trend_t[0] < 6.0 <= b.warmup_trend_t[1]
     assert "warmup_trend_t" in b.describe()["features"]["spindleTemperature"]  # type: ignore[index]
-    # The same hot, steady rise raises only where the warm-up never rose steadily.
-    assert _findings(level=12.0, trend=(1.8, 40.0), warmup_t=b.warmup_trend_t[0]) != []
-    assert _findings(level=12.0, trend=(1.8, 40.0), warmup_t=b.warmup_trend_t[1]) == []
+    # Four scales hot and rising (a duty cycle's heating goes 2-3 past a one-minute
+    # warm-up): that raises only where the warm-up never rose steadily.
+    assert _findings(level=4.0, trend=(1.8, 40.0), warmup_t=b.warmup_trend_t[0]) != []
+    assert _findings(level=4.0, trend=(1.8, 40.0), warmup_t=b.warmup_trend_t[1]) == []
+    # Twelve scales hot and still rising is a lost cooling on either machine.
+    assert _findings(level=12.0, trend=(1.8, 40.0), warmup_t=b.warmup_trend_t[1]) != []
 
 
 def test_vibration_lines_rising_by_one_speed_factor_are_not_a_fault() -> None:
@@ -141,3 +149,44 @@ def test_vibration_lines_rising_by_one_speed_factor_are_not_a_fault() -> None:
     # Unbalance: 1x alone up 50 %, the 2x line where it was: a fault.
     unbalance = np.array([1.09, 0.245, 3.0, 1.05])
     assert keys(unbalance, np.array([3.0, 0.0, 0.0, 1.5])) == ["machine:vibration"]
+
+
+def test_the_cycle_mean_rise_takes_a_duty_cycle_out_and_keeps_a_heating() -> None:
+    # A 115 s program swinging 2 K, sampled every 0.5 s, over a 150 s window.
+    ts = np.arange(0.0, 1200.0, 0.5)
+    cycle = 40.0 + 2.0 * np.sin(2 * np.pi * ts / 115.0)
+    steady = CycleMeanRise(150.0)
+    rises = [steady.push(float(t), float(v)) for t, v in zip(ts, cycle, strict=True)]
+    assert all(np.isnan(r) for r in rises[: int(285 / 0.5)])  # both windows not yet full
+    # What is left is the part of a cycle the window does not hold a whole number
+    # of times: a third of the swing's amplitude here, a tenth of its range.
+    assert max(abs(r) for r in rises[int(300 / 0.5) :]) < 0.7
+    # The same cycle on a heating of 0.02 K/s: the means 150 s apart differ by 3 K.
+    heating = CycleMeanRise(150.0)
+    got = [heating.push(float(t), float(v + 0.02 * t)) for t, v in zip(ts, cycle, strict=True)]
+    assert all(abs(r - 3.0) < 0.7 for r in got[int(300 / 0.5) :])
+    # A value older than the last one (a replay) is no step of the series.
+    assert np.isnan(heating.push(10.0, 50.0))
+
+
+def test_the_cycle_mean_spans_time_not_samples() -> None:
+    # Readings that stop for a while leave the windows emptier, not shorter.
+    r = CycleMeanRise(100.0)
+    for t in range(0, 150):
+        r.push(float(t), 40.0)
+    for t in range(201, 300):
+        r.push(float(t), 44.0)
+    assert abs(r.push(300.0, 44.0) - 4.0) < 1e-9  # both windows hold 100 s of readings
+
+
+def test_a_duty_cycle_mean_rising_several_scales_is_heating_where_no_model_covers_it() -> None:
+    cycling = 12.0  # the warm-up saw the temperature rise steadily (a program's cutting)
+    # Twice hot (under the far-hotter bar for a cycling temperature), and the mean
+    # over the last window 3.5 scales (2.1 K) above the one before: heating.
+    assert _findings(level=2.0, trend=None, warmup_t=cycling, cycle_rise=2.1) == [
+        "machine:cooling_failure:bearingTemperature"
+    ]
+    # A healthy program settling or a tool wearing moves the mean about one scale.
+    assert _findings(level=2.0, trend=None, warmup_t=cycling, cycle_rise=0.6) == []
+    # A temperature the warm-up saw steady has the long trend; this rule is not for it.
+    assert _findings(level=2.0, trend=None, warmup_t=0.0, cycle_rise=2.1) == []

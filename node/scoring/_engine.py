@@ -46,6 +46,7 @@ from ._diagnosis import Finding, diagnose
 from ._ewma import Ewma
 from ._features import (
     FEATURE_SET,
+    CycleMeanRise,
     FeatureSet,
     Frame,
     FrameAssembler,
@@ -143,6 +144,7 @@ class _Asset:
     detectors: list[Detector] = field(default_factory=list)
     slopes: dict[str, TrendTracker] = field(default_factory=dict)
     trends: dict[str, TrendTracker] = field(default_factory=dict)
+    cycle_means: dict[str, CycleMeanRise] = field(default_factory=dict)
     missing: Counter[str] = field(default_factory=Counter)
     pending: list[tuple[Frame, np.ndarray, np.ndarray]] = field(default_factory=list)
     healthy: deque[np.ndarray] = field(default_factory=deque)
@@ -272,6 +274,8 @@ class ScoringEngine:
                 # in the first minutes: slope * trend_window would overstate it).
                 frame.values[f"{name}:trend"] = slope * trend.span
                 frame.values[f"{name}:trend_t"] = t_stat
+                cycle = a.cycle_means.setdefault(name, CycleMeanRise(self.fs.cycle_window))
+                frame.values[f"{name}:cycle_rise"] = cycle.push(frame.ts, v)
         for name, v in frame.residuals.items():
             if self.fs.role(name.split(".", 1)[0]) == "thermal":
                 # Whether the winding is still drawing away from its model (a lost
@@ -460,6 +464,11 @@ class ScoringEngine:
                     if f"{t}:trend" in frame.values
                 },
                 warmup_trend_t=warm_t,
+                cycle_rise={
+                    t: frame.values[f"{t}:cycle_rise"]
+                    for t in tags
+                    if math.isfinite(frame.values.get(f"{t}:cycle_rise", math.nan))
+                },
                 residual_trend_t={
                     k[: -len(":trend_t")]: v
                     for k, v in frame.values.items()
