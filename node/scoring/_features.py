@@ -352,7 +352,7 @@ class CycleMeanRise:
     when it is twice that, so a push is O(1) amortised. Averaging over a window
     longer than a duty cycle takes the cycle out: what is left is the heating
     the cycle does not explain (a healthy CNC spindle on a 115 s program rose
-    at most 1.0 warm-up scales between adjoining 150 s means over five plants
+    at most 1.0 warm-up scales between adjoining 150 s means over four plants
     and five seeds; a cooling failure of severity 0.7, 5-6 scales).
     """
 
