@@ -10,6 +10,28 @@ from twinmesh.node.scoring._diagnosis import diagnose
 from twinmesh.node.scoring._engine import EngineConfig, ScoringEngine
 
 ENTITY = "plant-x/line-1/motor-9"
+MOTOR = ("load", "windingTemperature", "windingTemperature:slope", "windingTemperature.residual")
+MOTOR_ROLES = ("process", "thermal", "slope", "residual")
+
+
+def diagnosis_inputs(
+    features: tuple[str, ...], roles: tuple[str, ...], **given: object
+) -> dict[str, object]:
+    """diagnose()'s arguments for one frame: unit scales, nothing else amiss."""
+    n = len(features)
+    return dict(
+        features=features,
+        roles=roles,
+        level_by={},
+        consistency=np.zeros(n),
+        iforest=0.0,
+        hypotheses=lambda: [],
+        scale=np.ones(n),
+        stuck=[],
+        missing={},
+        dropout_frames=6,
+        **given,
+    )
 
 
 def test_each_warm_up_frame_keeps_the_residual_it_was_closed_with() -> None:
@@ -45,23 +67,12 @@ def test_each_warm_up_frame_keeps_the_residual_it_was_closed_with() -> None:
 
 
 def test_a_temperature_hotter_than_its_model_is_a_lost_cooling() -> None:
-    f = ("load", "windingTemperature", "windingTemperature:slope", "windingTemperature.residual")
-    roles = ("process", "thermal", "slope", "residual")
-    zero = np.zeros(4)
-    common = dict(
-        features=f,
-        roles=roles,
+    common = diagnosis_inputs(
+        MOTOR,
+        MOTOR_ROLES,
         x=np.array([60.0, 80.0, 0.0, 4.5]),
         center=np.array([60.0, 80.0, 0.0, 0.0]),
         level=np.array([0.0, 0.3, 0.1, 0.0]),  # the level and slope look ordinary
-        level_by={},
-        consistency=zero,
-        iforest=0.0,
-        hypotheses=lambda: [],
-        scale=np.ones(4),
-        stuck=[],
-        missing={},
-        dropout_frames=6,
     )
     found = diagnose(residual=np.array([0.0, 0.0, 0.0, 1.6]), **common)
     assert [x.key for x in found] == ["machine:cooling_failure:windingTemperature"]
@@ -118,22 +129,13 @@ def test_residuals_are_no_evidence_until_the_model_has_followed_its_inputs_again
 def test_the_tail_of_a_mended_cooling_is_not_heating() -> None:
     # After the fault the winding stays hotter than its model for a few time
     # constants while the residual decays: that keeps an alert open, never raises.
-    f = ("windingTemperature", "windingTemperature:slope", "windingTemperature.residual")
-    common = dict(
-        features=f,
-        roles=("thermal", "slope", "residual"),
+    common = diagnosis_inputs(
+        MOTOR[1:],
+        MOTOR_ROLES[1:],
         x=np.array([75.0, 0.0, 9.7]),
         center=np.array([60.0, 0.0, 0.0]),
         level=np.array([0.4, -0.1, 0.0]),
-        level_by={},
-        consistency=np.zeros(3),
         residual=np.array([0.0, 0.0, 2.0]),
-        iforest=0.0,
-        hypotheses=lambda: [],
-        scale=np.ones(3),
-        stuck=[],
-        missing={},
-        dropout_frames=6,
     )
     rising = diagnose(residual_trend_t={"windingTemperature.residual": 2.0}, **common)
     assert rising[0].score >= 1.0 and rising[0].evidence["heating"] is True
@@ -145,21 +147,12 @@ def test_a_hot_temperature_its_model_explains_raises_no_lost_cooling() -> None:
     # heldout-plant-d seed 301: a motor on a 500 s load cycle ran 2 scales past its
     # one-minute warm-up and rising, with its residual at noise: the heat input
     # explains it. Only a residual that is not trusted leaves the level to decide.
-    f = ("load", "windingTemperature", "windingTemperature:slope", "windingTemperature.residual")
-    common = dict(
-        features=f,
-        roles=("process", "thermal", "slope", "residual"),
+    common = diagnosis_inputs(
+        MOTOR,
+        MOTOR_ROLES,
         x=np.array([80.0, 84.0, 0.3, 0.1]),
         center=np.array([60.0, 80.0, 0.0, 0.0]),
         level=np.array([0.0, 2.2, 1.4, 0.2]),  # hot, and its short slope steep
-        level_by={},
-        consistency=np.zeros(4),
-        iforest=0.0,
-        hypotheses=lambda: [],
-        scale=np.ones(4),
-        stuck=[],
-        missing={},
-        dropout_frames=6,
         residual=np.array([0.0, 0.0, 0.0, 0.3]),
     )
     explained = diagnose(**common)

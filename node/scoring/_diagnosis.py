@@ -312,11 +312,13 @@ def diagnose(
     # whatever its load cycle does (tests/test_cosim_coupling.py: > 10 K while
     # the current's residual stays at noise).
     temps = {base_tag(features[i]) for i in thermal}
-    modelled = [
-        i
+    # Each temperature's residual feature, where a thermal model covers it.
+    residual_of = {
+        base_tag(features[i]): int(i)
         for i in np.flatnonzero(roles_a == "residual")
-        if trust_residuals and base_tag(features[i]) in temps and residual[i] > 0.0
-    ]
+        if base_tag(features[i]) in temps
+    }
+    modelled = [i for i in residual_of.values() if trust_residuals and residual[i] > 0.0]
     thermal += modelled
     hot = [i for i in thermal if up[i] >= 1.0]
     # ... while it is not falling back: after a lost cooling is mended the winding
@@ -362,25 +364,18 @@ def diagnose(
     # failures, severity 0.6-0.7, were never called heating; the temperature
     # went 35 scales hot and no alert was raised).
     rising: dict[str, dict[str, float]] = {}
-    hot_enough: dict[str, float] = {}
-    steady_in_warmup = warmup_trend_t or {}
+    cycling = {tag for tag, t in (warmup_trend_t or {}).items() if t >= _TREND_T}
     for tag, (rise, t) in (trend or {}).items():
         i = features.index(tag) if tag in features else -1
         if i >= 0 and t >= _TREND_T and rise >= scale[i]:
             rising[tag] = {"rise": round(rise, 3), "t": round(t, 1)}
-            cycling = steady_in_warmup.get(tag, 0.0) >= _TREND_T
-            hot_enough[tag] = _TREND_HOT_CYCLING if cycling else _TREND_HOT
     # The thermal model explains the temperature: where a trusted residual of it
     # stays inside its healthy band, the machine is as hot as its own heat input
     # makes it, however far its load cycle takes it beyond the warm-up's range
     # (heldout-plant-d seed 301: a motor on a 500 s load cycle, 2 scales past its
     # one-minute warm-up, residual at noise: a false lost cooling). Such a
     # temperature keeps an alert open but raises none.
-    as_modelled = {
-        base_tag(features[i])
-        for i in np.flatnonzero(roles_a == "residual")
-        if trust_residuals and base_tag(features[i]) in temps and up[i] < 1.0
-    }
+    as_modelled = {tag for tag, i in residual_of.items() if trust_residuals and up[i] < 1.0}
     # A duty cycle averages out over a window longer than it: a temperature on a
     # cycle whose mean over the last cycle_window rose several warm-up scales
     # above the mean over the window before is heating beyond what the cycle
@@ -392,12 +387,11 @@ def diagnose(
     # thermal model covers: a motor's load cycle can be longer than the window
     # (plant.toml motor-2, 300 s: a healthy rise of 5 scales), and its FMU
     # residual is the better judge there.
-    modelled = {base_tag(features[i]) for i in np.flatnonzero(roles_a == "residual")}
     cycle_heating: dict[str, float] = {}
     for tag, rise in (cycle_rise or {}).items():
-        if tag in features and tag not in modelled:
+        if tag in cycling and tag in features and tag not in residual_of:
             rise_scales = rise / scale[features.index(tag)]
-            if steady_in_warmup.get(tag, 0.0) >= _TREND_T and rise_scales >= _CYCLE_RISE:
+            if rise_scales >= _CYCLE_RISE:
                 cycle_heating[tag] = round(float(rise_scales), 2)
     if vib_hot:
         vib_hot.sort(key=lambda i: -up[i])
@@ -433,9 +427,10 @@ def diagnose(
         process_ok = float(np.max(np.abs(consistency), initial=0.0)) < 1.0
         for tag, idx in sorted(by_tag.items()):
             score = max(up[i] for i in idx)
+            hot_enough = _TREND_HOT_CYCLING if tag in cycling else _TREND_HOT
             heating = bool(
                 slope_of.get(tag, 1.0) >= 1.0
-                or (tag in rising and score >= hot_enough[tag])
+                or (tag in rising and score >= hot_enough)
                 or tag in hotter_than_modelled
                 or tag in cycle_heating
             ) and (tag not in as_modelled)

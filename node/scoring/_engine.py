@@ -275,7 +275,9 @@ class ScoringEngine:
                 frame.values[f"{name}:trend"] = slope * trend.span
                 frame.values[f"{name}:trend_t"] = t_stat
                 cycle = a.cycle_means.setdefault(name, CycleMeanRise(self.fs.cycle_window))
-                frame.values[f"{name}:cycle_rise"] = cycle.push(frame.ts, v)
+                rise = cycle.push(frame.ts, v)
+                if math.isfinite(rise):  # both windows full
+                    frame.values[f"{name}:cycle_rise"] = rise
         for name, v in frame.residuals.items():
             if self.fs.role(name.split(".", 1)[0]) == "thermal":
                 # Whether the winding is still drawing away from its model (a lost
@@ -467,7 +469,7 @@ class ScoringEngine:
                 cycle_rise={
                     t: frame.values[f"{t}:cycle_rise"]
                     for t in tags
-                    if math.isfinite(frame.values.get(f"{t}:cycle_rise", math.nan))
+                    if f"{t}:cycle_rise" in frame.values
                 },
                 residual_trend_t={
                     k[: -len(":trend_t")]: v
